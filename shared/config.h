@@ -1,0 +1,74 @@
+// Configuration: one TOML file for both programs, described by one declarative table of keys
+// (section.name, type, default, reloadable, help). The same table drives parsing and validation,
+// `--check-config`, `--dump-config` and docs/config.md, so they cannot drift apart.
+//
+// Every error names file:line (unknown key with a suggestion, wrong type, bad value, TOML
+// syntax). Values are immutable after loading; a reload builds a new Config, so live sessions
+// keep the one they started with (hold it by shared_ptr). Thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "shared/status.h"
+
+namespace mailpulse {
+
+enum class ConfigType {
+  kString,
+  kInt,
+  kBool,
+  kStringList,
+  kDuration,  // written as seconds (int or float) or a string "30s", "5m", "250ms", "1h"
+};
+
+struct ConfigKey {
+  std::string_view key;            // "section.name", e.g. "milter.socket"
+  ConfigType type;
+  std::string_view default_value;  // TOML literal: "\"unix:/run/mailpulse/milter.sock\"", "5", "[]", "true"
+  bool reloadable;
+  std::string_view help;
+};
+
+// The table of every key both programs understand (defined in config_keys.cc).
+const std::vector<ConfigKey>& ConfigKeys();
+
+using ConfigValue = std::variant<std::string, std::int64_t, bool, std::vector<std::string>, double>;
+
+class Config {
+ public:
+  // All keys at their defaults.
+  static Config Defaults();
+  // Parses TOML text; `origin` is the file name used in error messages ("file:line: ...").
+  static StatusOr<Config> Parse(std::string_view text, const std::string& origin);
+  // Reads and parses a file. Missing or unreadable file is an error naming the path.
+  static StatusOr<Config> Load(const std::string& path);
+
+  // Overrides one key from a command-line value, given as text and converted by the key's
+  // type (lists split on commas). Error names the key and the bad value.
+  Status Set(std::string_view key, std::string_view value_text);
+
+  // Typed getters. The key must be in ConfigKeys() with the matching type (a programming error
+  // otherwise: aborts, as it can never be caused by input).
+  const std::string& GetString(std::string_view key) const;
+  std::int64_t GetInt(std::string_view key) const;
+  bool GetBool(std::string_view key) const;
+  const std::vector<std::string>& GetStringList(std::string_view key) const;
+  double GetSeconds(std::string_view key) const;  // kDuration
+
+  // The effective configuration as TOML, every key with its help as a comment. Keys whose
+  // name ends in "password" or "secret" are printed as "<redacted>".
+  std::string Dump() const;
+
+ private:
+  std::map<std::string, ConfigValue, std::less<>> values_;
+};
+
+// docs/config.md content generated from ConfigKeys().
+std::string RenderConfigReference();
+
+}  // namespace mailpulse
