@@ -1,0 +1,115 @@
+#include "milter/listen_socket.h"
+
+#include <dirent.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace mailpulse {
+namespace {
+
+std::string Errno() { return std::strerror(errno); }
+
+}  // namespace
+
+StatusOr<RunAs> LookUpUser(const std::string& user) {
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* result = nullptr;
+  if (getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &result) != 0 || result == nullptr) {
+    return Status::Error("unknown user '" + user + "' (set milter.user to an existing account)");
+  }
+  return RunAs{pw.pw_uid, pw.pw_gid, user};
+}
+
+StatusOr<gid_t> LookUpGroup(const std::string& group) {
+  std::vector<char> buf(16384);
+  struct group gr {};
+  struct group* result = nullptr;
+  if (getgrnam_r(group.c_str(), &gr, buf.data(), buf.size(), &result) != 0 || result == nullptr) {
+    return Status::Error("unknown group '" + group + "'");
+  }
+  return gr.gr_gid;
+}
+
+Status PrepareUnixSocketPath(const std::string& path) {
+  const std::string dir = path.substr(0, path.rfind('/'));
+  struct stat st {};
+  if (!dir.empty() && stat(dir.c_str(), &st) != 0) {
+    if (mkdir(dir.c_str(), 0755) != 0) {
+      return Status::Error("cannot create socket directory " + dir + ": " + Errno());
+    }
+  }
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return Status::Error(path + " exists and is not a socket; refusing to remove it");
+    }
+    if (unlink(path.c_str()) != 0) {
+      return Status::Error("cannot remove stale socket " + path + ": " + Errno());
+    }
+  }
+  return Status::Ok();
+}
+
+Status SecureUnixSocket(const std::string& path, uid_t owner, gid_t group) {
+  if (chown(path.c_str(), owner, group) != 0) {
+    return Status::Error("cannot chown socket " + path + ": " + Errno());
+  }
+  if (chmod(path.c_str(), 0660) != 0) {
+    return Status::Error("cannot chmod socket " + path + ": " + Errno());
+  }
+  return Status::Ok();
+}
+
+Status SetNoDelayOnListeners(std::uint16_t port) {
+  DIR* fds = opendir("/proc/self/fd");
+  if (fds == nullptr) return Status::Error("cannot list /proc/self/fd: " + Errno());
+  int found = 0;
+  while (dirent* entry = readdir(fds)) {
+    const int fd = std::atoi(entry->d_name);
+    if (fd <= 2 || fd == dirfd(fds)) continue;
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    sockaddr_storage addr{};
+    socklen_t addr_len = sizeof addr;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) continue;
+    std::uint16_t bound = 0;
+    if (addr.ss_family == AF_INET) {
+      bound = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+    } else if (addr.ss_family == AF_INET6) {
+      bound = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+    } else {
+      continue;
+    }
+    if (bound != port) continue;
+    const int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0) ++found;
+  }
+  closedir(fds);
+  if (found == 0) {
+    return Status::Error("no listening socket on port " + std::to_string(port) +
+                         " to set TCP_NODELAY on");
+  }
+  return Status::Ok();
+}
+
+Status DropPrivileges(const RunAs& run_as) {
+  if (setgroups(1, &run_as.gid) != 0) return Status::Error("setgroups: " + Errno());
+  if (setgid(run_as.gid) != 0) return Status::Error("setgid: " + Errno());
+  if (setuid(run_as.uid) != 0) return Status::Error("setuid: " + Errno());
+  if (run_as.uid != 0 && setuid(0) == 0) {
+    return Status::Error("could regain root after dropping privileges; refusing to run");
+  }
+  return Status::Ok();
+}
+
+}  // namespace mailpulse

@@ -1,1 +1,352 @@
-int main() { return 0; }
+// mailpulse-milter: counts live traffic and rejects from inside the MTA's mail path.
+// Start-up order matters: parse config, bind every socket (milter and /metrics) while still
+// root, fix the unix socket's mode and group, drop to the unprivileged user, then run
+// libmilter's loop on the main thread and libevent (/metrics, event socket) on a second one.
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <libmilter/mfapi.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <pthread.h>
+#include <CLI/CLI.hpp>
+#include <chrono>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "milter/core/client_classifier.h"
+#include "milter/core/traffic_counters.h"
+#include "milter/event_sender.h"
+#include "milter/listen_socket.h"
+#include "milter/metrics_http.h"
+#include "milter/milter_callbacks.h"
+#include "shared/config.h"
+#include "shared/endpoint.h"
+#include "shared/frame_codec.h"
+#include "shared/libevent_ptr.h"
+#include "shared/logging.h"
+#include "shared/metrics.h"
+
+namespace mailpulse {
+namespace {
+
+constexpr char kDefaultConfigPath[] = "/etc/mailpulse/mailpulse.toml";
+constexpr char kDefaultUser[] = "mailpulse";
+constexpr int kExitConfig = 78;  // EX_CONFIG, as sysexits(3)
+
+struct Options {
+  std::string config_path;
+  bool check_config = false;
+  bool dump_config = false;
+  bool foreground = false;
+  std::string socket;
+  std::string metrics_listen;
+};
+
+std::int64_t NowUnixMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Everything the config must make sense of before the daemon starts, checked in one place so
+// --check-config and start-up agree.
+struct Settings {
+  Endpoint socket;
+  std::optional<Endpoint> metrics_listen;
+  std::optional<Endpoint> event_socket;
+  ClientClassifier classifier;
+};
+
+StatusOr<Settings> Validate(const Config& config, const std::string& origin) {
+  auto fail = [&](const std::string& key, const Status& s) {
+    return Status::Error(origin + ": " + key + ": " + s.message());
+  };
+  StatusOr<Endpoint> socket = ParseMilterSocketSpec(config.GetString("milter.socket"));
+  if (!socket.ok()) return fail("milter.socket", socket.status());
+  StatusOr<ClientClassifier> classifier =
+      ClientClassifier::Create(config.GetStringList("milter.trusted_networks"));
+  if (!classifier.ok()) return fail("milter.trusted_networks", classifier.status());
+  Settings s{*socket, std::nullopt, std::nullopt, std::move(*classifier)};
+  if (const std::string& m = config.GetString("milter.metrics_listen"); !m.empty()) {
+    StatusOr<Endpoint> e = ParseEndpoint(m);
+    if (!e.ok()) return fail("milter.metrics_listen", e.status());
+    s.metrics_listen = *e;
+  }
+  if (const std::string& ev = config.GetString("milter.event_socket"); !ev.empty()) {
+    StatusOr<Endpoint> e = ParseEndpoint(ev);
+    if (!e.ok()) return fail("milter.event_socket", e.status());
+    s.event_socket = *e;
+  }
+  if (config.GetSeconds("milter.snapshot_interval") <= 0) {
+    return Status::Error(origin + ": milter.snapshot_interval: must be positive");
+  }
+  StatusOr<LogLevel> level = ParseLogLevel(config.GetString("log.level"));
+  if (!level.ok()) return fail("log.level", level.status());
+  StatusOr<LogTarget> target = ParseLogTarget(config.GetString("log.target"));
+  if (!target.ok()) return fail("log.target", target.status());
+  return s;
+}
+
+// The libevent side: /metrics and the periodic traffic snapshot to the event socket.
+class EventLoop {
+ public:
+  EventLoop() : base_(event_base_new()) {}
+  event_base* base() { return base_.get(); }
+  void Start() {
+    thread_ = std::thread([this] { event_base_loop(base_.get(), EVLOOP_NO_EXIT_ON_EMPTY); });
+  }
+  void Stop() {
+    event_base_loopbreak(base_.get());
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  EventBasePtr base_;
+  std::thread thread_;
+};
+
+struct SnapshotTimer {
+  TrafficCounters* counters;
+  const Counter* events_dropped;
+  EventSender* sender;
+  std::string source;
+  std::int64_t start_us;
+  EventPtr timer;
+
+  static void Fire(evutil_socket_t, short, void* self) noexcept {
+    auto* t = static_cast<SnapshotTimer*>(self);
+    try {
+      proto::Event event;
+      proto::TrafficSnapshot* snap = event.mutable_traffic_snapshot();
+      t->counters->Snapshot(snap);
+      snap->set_source(t->source);
+      snap->set_events_dropped(t->events_dropped->Value());
+      snap->set_start_unix_us(t->start_us);
+      snap->set_time_unix_us(NowUnixMicros());
+      std::string frame;
+      AppendEventFrame(event, &frame);
+      t->sender->Enqueue(std::move(frame));
+    } catch (...) {
+      MP_LOG_ERROR("event socket: could not build a traffic snapshot");
+    }
+  }
+};
+
+std::string HostName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf;
+}
+
+// Process metrics of the milter itself.
+struct ProcessMetrics {
+  Counter* events_dropped;
+  Counter* events_sent;
+};
+
+ProcessMetrics RegisterProcessMetrics(MetricsRegistry* registry, const std::string& hop) {
+  registry->AddGauge("mailpulse_milter_up", "1 while the milter is running.").WithLabels({}).Set(1);
+  registry
+      ->AddGauge("mailpulse_milter_build_info", "Build and hop of this milter (always 1).",
+                 {"version", "hop"})
+      .WithLabels({MAILPULSE_VERSION, hop})
+      .Set(1);
+  registry->AddGauge("mailpulse_milter_start_time_seconds", "Unix time the milter started.")
+      .WithLabels({})
+      .Set(static_cast<double>(NowUnixMicros()) / 1e6);
+  return {
+      &registry
+           ->AddCounter("mailpulse_milter_events_dropped_total",
+                        "Events dropped because the event socket was unreachable or slow.")
+           .WithLabels({}),
+      &registry
+           ->AddCounter("mailpulse_milter_events_sent_total", "Events handed to the event socket.")
+           .WithLabels({})};
+}
+
+// Opens the milter socket through libmilter and fixes what libmilter leaves undone.
+Status OpenMilterSocket(const Config& config, const Settings& s, const smfiDesc& desc,
+                        const std::optional<RunAs>& run_as) {
+  const std::string spec = config.GetString("milter.socket");
+  if (s.socket.kind == Endpoint::Kind::kUnix) {
+    if (Status st = PrepareUnixSocketPath(s.socket.path); !st.ok()) return st;
+  }
+  smfiDesc d = desc;
+  if (smfi_register(d) != MI_SUCCESS) return Status::Error("smfi_register failed");
+  if (smfi_setconn(const_cast<char*>(spec.c_str())) != MI_SUCCESS) {
+    return Status::Error("smfi_setconn " + spec + " failed");
+  }
+  smfi_settimeout(static_cast<int>(config.GetSeconds("milter.timeout")));
+  // The socket is created group-accessible; SecureUnixSocket then narrows it to 0660.
+  const mode_t old_umask = umask(0007);
+  const int rc = smfi_opensocket(true);
+  umask(old_umask);
+  if (rc != MI_SUCCESS) return Status::Error("cannot listen on " + spec);
+  if (s.socket.kind == Endpoint::Kind::kTcp) return SetNoDelayOnListeners(s.socket.port);
+  uid_t owner = run_as ? run_as->uid : getuid();
+  gid_t group = run_as ? run_as->gid : getgid();
+  if (const std::string& g = config.GetString("milter.socket_group"); !g.empty()) {
+    StatusOr<gid_t> gid = LookUpGroup(g);
+    if (!gid.ok()) return Status::Error("milter.socket_group: " + gid.status().message());
+    group = *gid;
+  }
+  if (getuid() != 0) owner = getuid();  // only root may give the socket away
+  return SecureUnixSocket(s.socket.path, owner, group);
+}
+
+int Serve(const Config& config, const Settings& settings, bool foreground) {
+  std::optional<RunAs> run_as;
+  if (getuid() == 0) {
+    const std::string& user = config.GetString("milter.user");
+    StatusOr<RunAs> r = LookUpUser(user);
+    if (!r.ok() && user == kDefaultUser) {
+      // Runs out of the box before the operator has created the account; never as root.
+      MP_LOG_WARNING(
+          "user '%s' does not exist; running as 'nobody' (create it, or set "
+          "milter.user)",
+          kDefaultUser);
+      r = LookUpUser("nobody");
+    }
+    if (!r.ok()) {
+      MP_LOG_ERROR("milter.user: %s", r.status().message().c_str());
+      return kExitConfig;
+    }
+    run_as = *r;
+  }
+  evthread_use_pthreads();
+  MetricsRegistry registry;
+  std::string hop = config.GetString("milter.hop_name");
+  if (hop.empty()) hop = HostName();
+  const ProcessMetrics process = RegisterProcessMetrics(&registry, hop);
+  TrafficCounters counters(&registry);
+  const MilterContext context{&counters, &settings.classifier};
+  SetMilterContext(&context);
+
+  if (Status s = OpenMilterSocket(config, settings, MakeFilterDescription(), run_as); !s.ok()) {
+    MP_LOG_ERROR("milter socket: %s", s.message().c_str());
+    return 1;
+  }
+  EventLoop loop;
+  std::unique_ptr<MetricsHttpServer> http;
+  if (settings.metrics_listen) {
+    auto h = MetricsHttpServer::Create(loop.base(), *settings.metrics_listen, &registry);
+    if (!h.ok()) {
+      MP_LOG_ERROR("metrics: %s", h.status().message().c_str());
+      return 1;
+    }
+    http = std::move(*h);
+  }
+  if (run_as) {
+    if (Status s = DropPrivileges(*run_as); !s.ok()) {
+      MP_LOG_ERROR("cannot drop privileges to %s: %s", run_as->user.c_str(), s.message().c_str());
+      return 1;
+    }
+  }
+  if (!foreground && daemon(0, 0) != 0) {
+    MP_LOG_ERROR("cannot detach: %s", std::strerror(errno));
+    return 1;
+  }
+  std::unique_ptr<EventSender> sender;
+  SnapshotTimer snapshots{&counters, process.events_dropped, nullptr,
+                          hop,       NowUnixMicros(),        nullptr};
+  if (settings.event_socket) {
+    sender = std::make_unique<EventSender>(
+        loop.base(), *settings.event_socket,
+        static_cast<std::size_t>(config.GetInt("milter.event_queue_size")), process.events_dropped,
+        process.events_sent);
+    snapshots.sender = sender.get();
+    snapshots.timer.reset(event_new(loop.base(), -1, EV_PERSIST, &SnapshotTimer::Fire, &snapshots));
+    const double interval = config.GetSeconds("milter.snapshot_interval");
+    timeval tv{static_cast<time_t>(interval),
+               static_cast<suseconds_t>(
+                   (interval - static_cast<double>(static_cast<time_t>(interval))) * 1e6)};
+    event_add(snapshots.timer.get(), &tv);
+  }
+  // libmilter waits for SIGTERM/SIGINT/SIGHUP with sigwait in its own thread; the event
+  // thread must not take them first (their default action would kill the process).
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  loop.Start();
+  MP_LOG_INFO("mailpulse-milter %s listening on %s, metrics on %s, hop %s", MAILPULSE_VERSION,
+              config.GetString("milter.socket").c_str(),
+              settings.metrics_listen ? settings.metrics_listen->ToString().c_str() : "(off)",
+              hop.c_str());
+  const int rc = smfi_main();
+  MP_LOG_INFO("mailpulse-milter stopping");
+  loop.Stop();
+  snapshots.timer.reset();
+  sender.reset();
+  http.reset();
+  return rc == MI_SUCCESS ? 0 : 1;
+}
+
+int Run(const Options& opts) {
+  // With no --config, the default file is read if it exists; otherwise built-in defaults.
+  std::string path = opts.config_path;
+  if (path.empty() && access(kDefaultConfigPath, F_OK) == 0) path = kDefaultConfigPath;
+  StatusOr<Config> loaded =
+      path.empty() ? StatusOr<Config>(Config::Defaults()) : Config::Load(path);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "mailpulse-milter: %s\n", loaded.status().message().c_str());
+    return kExitConfig;
+  }
+  Config config = std::move(*loaded);
+  const std::string origin = path.empty() ? "command line" : path;
+  for (const auto& [key, value] :
+       {std::pair<std::string, std::string>{"milter.socket", opts.socket},
+        {"milter.metrics_listen", opts.metrics_listen}}) {
+    if (value.empty()) continue;
+    if (Status s = config.Set(key, value); !s.ok()) {
+      std::fprintf(stderr, "mailpulse-milter: --%s: %s\n", key.c_str() + 7, s.message().c_str());
+      return kExitConfig;
+    }
+  }
+  if (opts.foreground) (void)config.Set("log.target", "stderr");
+  StatusOr<Settings> settings = Validate(config, origin);
+  if (!settings.ok()) {
+    std::fprintf(stderr, "mailpulse-milter: %s\n", settings.status().message().c_str());
+    return kExitConfig;
+  }
+  if (opts.dump_config) {
+    std::fputs(config.Dump().c_str(), stdout);
+    return 0;
+  }
+  if (opts.check_config) {
+    std::printf("mailpulse-milter: configuration %s is valid\n", origin.c_str());
+    return 0;
+  }
+  LogInit("mailpulse-milter", *ParseLogTarget(config.GetString("log.target")),
+          *ParseLogLevel(config.GetString("log.level")));
+  return Serve(config, *settings, opts.foreground);
+}
+
+}  // namespace
+}  // namespace mailpulse
+
+int main(int argc, char** argv) {
+  mailpulse::Options opts;
+  CLI::App app{"mailpulse-milter: live SMTP traffic and reject counts from inside the MTA"};
+  app.add_option("--config", opts.config_path,
+                 "TOML config file (default /etc/mailpulse/mailpulse.toml if it exists)");
+  app.add_flag("--check-config", opts.check_config, "Validate the configuration and exit");
+  app.add_flag("--dump-config", opts.dump_config, "Print the effective configuration and exit");
+  app.add_flag("--foreground", opts.foreground, "Do not detach; log to stderr");
+  app.add_option("--socket", opts.socket,
+                 "Milter socket, overrides milter.socket (unix:/path or inet:PORT@HOST)");
+  app.add_option("--metrics-listen", opts.metrics_listen,
+                 "ADDR:PORT for /metrics, overrides milter.metrics_listen");
+  app.set_version_flag("--version", std::string("mailpulse-milter ") + MAILPULSE_VERSION);
+  CLI11_PARSE(app, argc, argv);
+  return mailpulse::Run(opts);
+}

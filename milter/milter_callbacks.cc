@@ -1,0 +1,194 @@
+#include "milter/milter_callbacks.h"
+
+#include <arpa/inet.h>
+#include <libmilter/mfdef.h>
+#include <netinet/in.h>
+
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string_view>
+
+#include "milter/core/session_accounting.h"
+#include "shared/logging.h"
+
+namespace mailpulse {
+namespace {
+
+const MilterContext* g_context = nullptr;
+
+// Stages we do not need are switched off, so Postfix never sends them. Header and body are
+// needed only to count bytes and always continue, so they are no-reply steps. Connect, HELO,
+// MAIL and RCPT keep their replies: with no-reply there Postfix holds the events until DATA and
+// sessions that never reach DATA lose them (see docs/architecture.md, "the no-reply trap").
+constexpr unsigned long kWantedSteps =
+    SMFIP_NODATA | SMFIP_NOEOH | SMFIP_NOUNKNOWN | SMFIP_NR_HDR | SMFIP_NR_BODY | SMFIP_RCPT_REJ;
+
+std::string_view Macro(SMFICTX* ctx, const char* name) {
+  const char* v = smfi_getsymval(ctx, const_cast<char*>(name));
+  return v == nullptr ? std::string_view() : std::string_view(v);
+}
+
+SessionAccounting* Session(SMFICTX* ctx) {
+  return static_cast<SessionAccounting*>(smfi_getpriv(ctx));
+}
+
+ClientEndpoint EndpointFrom(const sockaddr* addr) {
+  ClientEndpoint e;
+  if (addr == nullptr) return e;
+  if (addr->sa_family == AF_INET) {
+    sockaddr_in in;
+    std::memcpy(&in, addr, sizeof in);
+    std::uint8_t octets[4];
+    std::memcpy(octets, &in.sin_addr, 4);
+    e.address = IpAddress::FromIpv4(octets);
+    e.port = ntohs(in.sin_port);
+  } else if (addr->sa_family == AF_INET6) {
+    sockaddr_in6 in6;
+    std::memcpy(&in6, addr, sizeof in6);
+    std::uint8_t octets[16];
+    std::memcpy(octets, &in6.sin6_addr, 16);
+    e.address = IpAddress::FromIpv6(octets);
+    e.port = ntohs(in6.sin6_port);
+  }
+  return e;
+}
+
+// Runs `body` and turns any exception into one log line: nothing may cross into libmilter.
+template <typename F>
+sfsistat Guard(const char* stage, F&& body) noexcept {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    MP_LOG_ERROR("milter: internal error at %s: %s; continuing", stage, e.what());
+  } catch (...) {
+    MP_LOG_ERROR("milter: internal error at %s; continuing", stage);
+  }
+  return SMFIS_CONTINUE;
+}
+
+extern "C" sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1,
+                                unsigned long /*f2*/, unsigned long /*f3*/, unsigned long* pf0,
+                                unsigned long* pf1, unsigned long* pf2,
+                                unsigned long* pf3) noexcept {
+  *pf0 = f0 & SMFIF_SETSYMLIST;
+  *pf1 = f1 & kWantedSteps;
+  *pf2 = 0;
+  *pf3 = 0;
+  if ((f1 & SMFIP_RCPT_REJ) == 0) {
+    MP_LOG_WARNING("milter: MTA does not offer SMFIP_RCPT_REJ; its own rejects are not counted");
+  }
+  if ((f0 & SMFIF_SETSYMLIST) != 0) {
+    // Ask only for the macros we read; Postfix honours this and sends less per event.
+    smfi_setsymlist(ctx, SMFIM_HELO, const_cast<char*>("{tls_version}"));
+    smfi_setsymlist(ctx, SMFIM_ENVFROM, const_cast<char*>("{auth_authen} {tls_version}"));
+    smfi_setsymlist(ctx, SMFIM_ENVRCPT, const_cast<char*>("{rcpt_mailer} {rcpt_host} {rcpt_addr}"));
+    smfi_setsymlist(ctx, SMFIM_EOM, const_cast<char*>("i"));
+  }
+  return SMFIS_CONTINUE;
+}
+
+extern "C" sfsistat OnConnect(SMFICTX* ctx, char* /*hostname*/, _SOCK_ADDR* addr) noexcept {
+  return Guard("connect", [&] {
+    if (g_context == nullptr) return;
+    auto session = std::make_unique<SessionAccounting>(g_context->counters, g_context->classifier);
+    session->OnConnect(EndpointFrom(addr));
+    // The one owning hand-off to libmilter; reclaimed in OnClose.
+    if (smfi_setpriv(ctx, session.get()) == MI_SUCCESS) session.release();
+  });
+}
+
+extern "C" sfsistat OnHelo(SMFICTX* ctx, char* /*helo*/) noexcept {
+  return Guard("helo", [&] {
+    if (SessionAccounting* s = Session(ctx)) s->OnHelo(Macro(ctx, "{tls_version}"));
+  });
+}
+
+extern "C" sfsistat OnEnvFrom(SMFICTX* ctx, char** /*argv*/) noexcept {
+  return Guard("mail", [&] {
+    if (SessionAccounting* s = Session(ctx)) {
+      s->OnMail(Macro(ctx, "{auth_authen}"), Macro(ctx, "{tls_version}"));
+    }
+  });
+}
+
+extern "C" sfsistat OnEnvRcpt(SMFICTX* ctx, char** /*argv*/) noexcept {
+  return Guard("rcpt", [&] {
+    SessionAccounting* s = Session(ctx);
+    if (s == nullptr) return;
+    auto reject = s->OnRcpt(Macro(ctx, "{rcpt_mailer}"), Macro(ctx, "{rcpt_host}"),
+                            Macro(ctx, "{rcpt_addr}"));
+    if (reject) {
+      MP_LOG_DEBUG("milter: client=%s reject stage=%s status=%.*s", s->client_address().c_str(),
+                   std::string(RejectStageName(reject->stage)).c_str(),
+                   static_cast<int>(reject->status.size()), reject->status.data());
+    }
+  });
+}
+
+extern "C" sfsistat OnHeader(SMFICTX* ctx, char* name, char* value) noexcept {
+  return Guard("header", [&] {
+    if (SessionAccounting* s = Session(ctx)) {
+      s->OnHeader(name == nullptr ? "" : name, value == nullptr ? "" : value);
+    }
+  });
+}
+
+extern "C" sfsistat OnBody(SMFICTX* ctx, unsigned char* /*chunk*/, size_t length) noexcept {
+  return Guard("body", [&] {
+    if (SessionAccounting* s = Session(ctx)) s->OnBody(length);
+  });
+}
+
+extern "C" sfsistat OnEndOfMessage(SMFICTX* ctx) noexcept {
+  return Guard("eom", [&] {
+    SessionAccounting* s = Session(ctx);
+    if (s == nullptr) return;
+    const MessageSummary m = s->OnEndOfMessage();
+    const std::string_view qid = Macro(ctx, "i");
+    MP_LOG_INFO("%s: milter: direction=%s client=%s tls=%s auth=%s nrcpt=%llu size=%llu",
+                qid.empty() ? "NOQUEUE" : std::string(qid).c_str(),
+                std::string(DirectionName(m.direction)).c_str(), s->client_address().c_str(),
+                m.tls ? "yes" : "no", m.authenticated ? "yes" : "no",
+                static_cast<unsigned long long>(m.recipients),
+                static_cast<unsigned long long>(m.bytes));
+  });
+}
+
+extern "C" sfsistat OnAbort(SMFICTX* ctx) noexcept {
+  return Guard("abort", [&] {
+    if (SessionAccounting* s = Session(ctx)) s->OnAbort();
+  });
+}
+
+extern "C" sfsistat OnClose(SMFICTX* ctx) noexcept {
+  return Guard("close", [&] {
+    // Reclaims what OnConnect handed to libmilter; the destructor counts the connection.
+    std::unique_ptr<SessionAccounting> session(Session(ctx));
+    smfi_setpriv(ctx, nullptr);
+  });
+}
+
+}  // namespace
+
+void SetMilterContext(const MilterContext* context) { g_context = context; }
+
+smfiDesc MakeFilterDescription() {
+  smfiDesc d{};
+  d.xxfi_name = const_cast<char*>("mailpulse");
+  d.xxfi_version = SMFI_VERSION;
+  d.xxfi_flags = SMFIF_SETSYMLIST;
+  d.xxfi_connect = OnConnect;
+  d.xxfi_helo = OnHelo;
+  d.xxfi_envfrom = OnEnvFrom;
+  d.xxfi_envrcpt = OnEnvRcpt;
+  d.xxfi_header = OnHeader;
+  d.xxfi_body = OnBody;
+  d.xxfi_eom = OnEndOfMessage;
+  d.xxfi_abort = OnAbort;
+  d.xxfi_close = OnClose;
+  d.xxfi_negotiate = OnNegotiate;
+  return d;
+}
+
+}  // namespace mailpulse

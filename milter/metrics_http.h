@@ -1,0 +1,32 @@
+// MetricsHttpServer serves GET /metrics (Prometheus text format) from a MetricsRegistry with
+// libevent's evhttp, on the event loop it is given. Binds in Create(), so the caller can bind
+// while still root and drop privileges afterwards. Runs on the loop's thread only.
+#pragma once
+
+#include <event2/event.h>
+
+#include <memory>
+
+#include "shared/endpoint.h"
+#include "shared/libevent_ptr.h"
+#include "shared/metrics.h"
+#include "shared/status.h"
+
+namespace mailpulse {
+
+class MetricsHttpServer {
+ public:
+  // `registry` must outlive the server.
+  static StatusOr<std::unique_ptr<MetricsHttpServer>> Create(event_base* base,
+                                                             const Endpoint& listen,
+                                                             const MetricsRegistry* registry);
+
+ private:
+  explicit MetricsHttpServer(const MetricsRegistry* registry) : registry_(registry) {}
+  static void HandleRequest(evhttp_request* req, void* self) noexcept;
+
+  const MetricsRegistry* registry_;
+  EvHttpPtr http_;
+};
+
+}  // namespace mailpulse

@@ -1,0 +1,31 @@
+// Endpoint: where a socket lives, parsed from the spellings operators already use.
+// Pure string handling; no socket is touched. Thread-compatible value type.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "shared/status.h"
+
+namespace mailpulse {
+
+struct Endpoint {
+  enum class Kind { kUnix, kTcp };
+  Kind kind = Kind::kTcp;
+  std::string path;  // kUnix
+  std::string host;  // kTcp: an address or name, IPv6 without brackets; empty means any
+  std::uint16_t port = 0;
+
+  // "unix:/path" or "HOST:PORT" ("[v6]:PORT" for IPv6).
+  std::string ToString() const;
+};
+
+// "unix:/path", "inet:HOST:PORT" (Postfix style), "HOST:PORT" or "[v6]:PORT".
+StatusOr<Endpoint> ParseEndpoint(std::string_view text);
+
+// libmilter style: "unix:/path", "local:/path", "inet:PORT@HOST", "inet6:PORT@HOST",
+// "inet:PORT" (all addresses). Unix socket paths must be absolute and fit sun_path.
+StatusOr<Endpoint> ParseMilterSocketSpec(std::string_view text);
+
+}  // namespace mailpulse
