@@ -27,9 +27,10 @@ enum class ConfigType {
 };
 
 struct ConfigKey {
-  std::string_view key;            // "section.name", e.g. "milter.socket"
+  std::string_view key;  // "section.name", e.g. "milter.socket"
   ConfigType type;
-  std::string_view default_value;  // TOML literal: "\"unix:/run/mailpulse/milter.sock\"", "5", "[]", "true"
+  // A TOML literal: "\"unix:/run/mailpulse/milter.sock\"", "5", "[]", "true".
+  std::string_view default_value;
   bool reloadable;
   std::string_view help;
 };
@@ -65,6 +66,11 @@ class Config {
   std::string Dump() const;
 
  private:
+  friend class ConfigTestPeer;  // tests reach DumpKeys() and values_ directly
+
+  // Dump() over any key table, so redaction is testable before the real table has a secret.
+  std::string DumpKeys(const std::vector<ConfigKey>& keys) const;
+
   std::map<std::string, ConfigValue, std::less<>> values_;
 };
 

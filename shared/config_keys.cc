@@ -1,14 +1,15 @@
 // The one table of configuration keys for both programs. Adding a key here adds it to the
 // parser, --check-config, --dump-config and docs/config.md.
+// Neither program reloads its configuration yet, so no key is marked reloadable.
 #include "shared/config.h"
 
 namespace mailpulse {
 
 const std::vector<ConfigKey>& ConfigKeys() {
   static const std::vector<ConfigKey> keys = {
-      {"log.target", ConfigType::kString, R"("syslog")", true,
+      {"log.target", ConfigType::kString, R"("syslog")", false,
        "Where logs go: \"syslog\" (mail facility) or \"stderr\". --foreground forces stderr."},
-      {"log.level", ConfigType::kString, R"("info")", true,
+      {"log.level", ConfigType::kString, R"("info")", false,
        "Lowest level logged: debug, info, warning or error."},
 
       {"milter.socket", ConfigType::kString, R"("unix:/run/mailpulse/milter.sock")", false,
@@ -21,14 +22,14 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "When started as root, switch to this user (and its group) after binding sockets."},
       {"milter.metrics_listen", ConfigType::kString, R"("127.0.0.1:9797")", false,
        "ADDRESS:PORT for the HTTP /metrics endpoint ([::1]:PORT for IPv6). Empty disables it."},
-      {"milter.trusted_networks", ConfigType::kStringList, R"(["127.0.0.0/8", "::1/128"])", true,
+      {"milter.trusted_networks", ConfigType::kStringList, R"(["127.0.0.0/8", "::1/128"])", false,
        "Client networks (CIDR) whose mail counts as outbound, like Postfix's mynetworks. "
        "SASL-authenticated clients are outbound from anywhere."},
-      {"milter.hop_name", ConfigType::kString, R"("")", true,
+      {"milter.hop_name", ConfigType::kString, R"("")", false,
        "Name of this hop in events and stamps. Empty: the host name."},
-      {"milter.event_socket", ConfigType::kString, R"("")", true,
+      {"milter.event_socket", ConfigType::kString, R"("")", false,
        "The probe's shared event socket (unix:/path or inet:HOST:PORT). Empty: send no events."},
-      {"milter.snapshot_interval", ConfigType::kDuration, "5", true,
+      {"milter.snapshot_interval", ConfigType::kDuration, "5", false,
        "How often a traffic snapshot is sent to the event socket."},
       {"milter.event_queue_size", ConfigType::kInt, "256", false,
        "Events held while the event socket is unreachable; older ones are dropped and counted."},
