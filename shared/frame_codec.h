@@ -37,12 +37,20 @@ class FrameDecoder {
   std::size_t buffered() const;
 
  private:
+  // Reads length-prefix bytes from the front of *bytes; checks the length against the maximum.
+  Status ReadLength(std::string_view* bytes);
+  // Moves the completed payload to *frames and resets for the next frame.
+  void FinishFrame(std::vector<std::string>* frames);
+  // Enters the failed state for good, dropping any partial frame.
+  Status Fail(std::string message);
+
   std::size_t max_frame_size_;
   std::string length_bytes_;  // the varint prefix of the frame being read
   std::string payload_;
   std::size_t expected_ = 0;
   bool have_length_ = false;
   bool failed_ = false;
+  std::string error_;  // the first error, repeated by every later Feed()
 };
 
 // Parses one frame payload as an Event; an error if it is not a valid Event.

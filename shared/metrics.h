@@ -17,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace mailpulse {
@@ -40,7 +41,9 @@ class Gauge {
   std::atomic<double> value_{0};
 };
 
-// Cumulative histogram with fixed upper bounds (le), plus +Inf, sum and count.
+// Cumulative histogram with fixed upper bounds (le), plus +Inf, sum and count. Bounds are
+// sorted and de-duplicated; non-finite ones are dropped (+Inf is always implicit). A NaN
+// observation counts only in +Inf and makes the sum NaN, as the Prometheus Go client does.
 class Histogram {
  public:
   explicit Histogram(std::vector<double> upper_bounds);
@@ -56,9 +59,10 @@ class Histogram {
 
  private:
   std::vector<double> bounds_;
-  std::unique_ptr<std::atomic<std::uint64_t>[]> buckets_;  // bounds_.size() + 1
+  // Per-bucket (not cumulative) counts, bounds_.size() + 1. There is no separate count: Take()
+  // sums the buckets, so _count always equals the +Inf bucket even under concurrent Observe().
+  std::unique_ptr<std::atomic<std::uint64_t>[]> buckets_;
   std::atomic<double> sum_{0};
-  std::atomic<std::uint64_t> count_{0};
 };
 
 // Default histogram bounds for durations in seconds (1 ms .. 60 s).
@@ -83,7 +87,9 @@ class Family {
   Family(std::string name, std::string help, std::vector<std::string> label_names,
          std::size_t max_series, std::vector<double> bounds, Counter* overflow_counter);
   M& Get(std::vector<std::string> values);
-  M* Make();
+  std::unique_ptr<M> Make() const;
+  // Appends HELP, TYPE and every series in exposition format.
+  void Render(std::string* out) const;
 
   std::string name_;
   std::string help_;
@@ -93,6 +99,7 @@ class Family {
   Counter* overflow_counter_;
   mutable std::mutex mu_;
   std::map<std::vector<std::string>, std::unique_ptr<M>> series_;
+  M* overflow_series_ = nullptr;  // in series_ once the bound was hit
 };
 
 using CounterFamily = Family<Counter>;
@@ -120,7 +127,19 @@ class MetricsRegistry {
   std::string RenderPrometheus() const;
 
  private:
-  struct Entry;
+  struct Entry {
+    std::variant<std::unique_ptr<CounterFamily>, std::unique_ptr<GaugeFamily>,
+                 std::unique_ptr<HistogramFamily>>
+        family;
+    // False when the name was already taken by a family of another type: the caller still gets
+    // a working family, but exporting both would make the exposition invalid.
+    bool rendered = true;
+  };
+  template <typename M>
+  Family<M>& Add(const std::string& name, const std::string& help,
+                 std::vector<std::string> label_names, std::size_t max_series,
+                 std::vector<double> bounds);
+
   mutable std::mutex mu_;
   std::deque<Entry> entries_;  // deque: references stay valid as families are added
   Counter* overflow_counter_ = nullptr;
