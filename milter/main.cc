@@ -285,10 +285,11 @@ int Serve(const Config& config, const Settings& settings, bool foreground) {
   const int rc = smfi_main();
   MP_LOG_INFO("mailpulse-milter stopping");
   loop.Stop();
-  snapshots.timer.reset();
-  sender.reset();
-  http.reset();
-  return rc == MI_SUCCESS ? 0 : 1;
+  // smfi_main returns without joining libmilter's session threads, which may still be inside a
+  // callback using the counters above. Leave without running any destructor (ours or static
+  // ones) so nothing is freed under them; the kernel closes every socket.
+  std::fflush(nullptr);
+  std::_Exit(rc == MI_SUCCESS ? 0 : 1);
 }
 
 int Run(const Options& opts) {

@@ -176,3 +176,10 @@ def test_one_log_line_per_message_with_the_queue_id(mail, counted):
     logged = re.findall(r"info: (\w+): milter: direction=\w+ client=\S+ tls=\w+ auth=\w+ "
                         r"nrcpt=\d+ size=\d+", milter_log)
     assert sorted(logged) == sorted(queue_ids)
+
+
+def test_metrics_pass_promtool(mail, counted):
+    """Prometheus' own linter accepts the exposition, rejects included."""
+    proc = sandbox.run(["promtool", "check", "metrics"], input=mail.milter.metrics_text(),
+                       check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
