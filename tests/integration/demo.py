@@ -1,0 +1,180 @@
+#!/usr/bin/python3
+"""mailpulse demo: a sandboxed Postfix on loopback with mailpulse-milter plugged in (smtpd and
+non-smtpd mail), a small mix of real traffic, and the milter's live counters.
+
+Starts smtp-sink (standing in for every remote server), mailpulse-milter, Postfix with
+submission listeners and Dovecot for SASL, all under one temporary directory; sends good,
+multi-recipient, rejected, TLS, authenticated, local and aborted mail; then prints the
+mailpulse_milter_* series of /metrics, grouped by family, every --interval seconds until
+Ctrl-C (or once, with --once), and stops everything it started. Run as root; see
+contrib/dev/demo, which builds first.
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sandbox  # noqa: E402
+from sandbox import REJECTED_CLIENT, SASL_PASSWORD, SASL_USER, TRUSTED_CLIENT  # noqa: E402
+
+
+def traffic(mail: sandbox.MailSystem) -> list:
+    """The mix to send: (what, how it is sent, function returning the outcome)."""
+    pf = mail.postfix
+
+    def swaks(*args, **kwargs):
+        return lambda: sandbox.send_swaks(*args, **kwargs).last_reply
+
+    def smtp(*args, **kwargs):
+        return lambda: (lambda r: r.error or r.last_reply)(sandbox.smtp_session(*args, **kwargs))
+
+    def sendmail():
+        pf.sendmail(["carol@sink.test", "dave@sink.test"], subject="password reset")
+        return "handed to postdrop"
+
+    auth = (SASL_USER, SASL_PASSWORD)
+    return [
+        ("good message", "port 25", swaks(pf.port, "alice@sink.test")),
+        ("good message", "port 25", swaks(pf.port, "bob@sink.test")),
+        ("3 recipients, one unknown", "port 25",
+         smtp(pf.port, ["alice@sink.test", "bob@sink.test", "nobody@sink.test",
+                        "carol@sink.test"])),
+        ("relay attempt", "port 25", swaks(pf.port, "someone@other.test")),
+        ("unknown user", "port 25", swaks(pf.port, "nobody@sink.test")),
+        ("blocked client", f"from {REJECTED_CLIENT}",
+         swaks(pf.port, "alice@sink.test", local_interface=REJECTED_CLIENT)),
+        ("STARTTLS message", "port 25", smtp(pf.port, "dave@sink.test", starttls=True)),
+        ("authenticated submission", "587, STARTTLS+AUTH",
+         smtp(pf.submission_port, "friend@other.test", starttls=True, auth=auth)),
+        ("authenticated submission", "465, TLS+AUTH",
+         smtp(pf.submissions_port, "friend@other.test", implicit_tls=True, auth=auth)),
+        ("outbound from trusted host", f"from {TRUSTED_CLIENT}",
+         swaks(pf.port, "partner@other.test", local_interface=TRUSTED_CLIENT)),
+        ("web app via sendmail(1)", "local", sendmail),
+        ("client quits after RCPT", "port 25", smtp(pf.port, "bob@sink.test",
+                                                    quit_after="RCPT")),
+    ]
+
+
+def send_traffic(mail: sandbox.MailSystem) -> None:
+    print("\nSending traffic through Postfix (the milter watches every session):")
+    for what, how, send in traffic(mail):
+        print(f"  {what:<28} {how:<20} -> {send()}")
+    mail.postfix.wait_for_queue_empty()
+    print(f"  ... {mail.sink.count()} messages delivered to the sink, Postfix queue empty")
+
+
+def families(metrics_text: str) -> dict:
+    """{family: (help, [(labels text, value)])} for the mailpulse_milter_* series."""
+    helps = dict(re.findall(r"^# HELP (\S+) (.*)$", metrics_text, re.M))
+    out: dict = {}
+    for (name, labels), value in sorted(sandbox.parse_metrics(metrics_text).items(),
+                                        key=lambda kv: (kv[0][0], sorted(kv[0][1]))):
+        if not name.startswith("mailpulse_milter_") or name.endswith("_bucket"):
+            continue
+        family = re.sub(r"_(sum|count)$", "", name) if name not in helps else name
+        suffix = name[len(family):]
+        text = " ".join(f"{k}={v}" for k, v in sorted(labels)) + (
+            f" ({suffix.lstrip('_')})" if suffix else "")
+        out.setdefault(family, (helps.get(family, ""), []))[1].append((text or "-", value))
+    return out
+
+
+def print_counters(mail: sandbox.MailSystem) -> dict:
+    text = mail.milter.metrics_text()
+    print(f"\nmailpulse-milter counters at {time.strftime('%H:%M:%S')} "
+          f"(live: curl -s {mail.milter.metrics_url})")
+    groups = families(text)
+    for family, (help_text, series) in groups.items():
+        print(f"  {family.removeprefix('mailpulse_milter_')}  — {help_text}")
+        for labels, value in series:
+            shown = f"{int(value)}" if value.is_integer() else f"{value:.6g}"
+            print(f"      {labels:<52} {shown:>14}")
+    return groups
+
+
+def wait_for_milter(mail: sandbox.MailSystem) -> bool:
+    """Waits (with a deadline) until the milter has counted the messages Postfix delivered."""
+    delivered = mail.sink.count()
+    try:
+        mail.milter.wait_for_metric("mailpulse_milter_messages_total", delivered, timeout=15)
+        return True
+    except TimeoutError:
+        print(f"\nWARNING: the milter counted fewer than the {delivered} messages Postfix "
+              "delivered. Postfix's milter lines:\n" + "\n".join(
+                  line for line in mail.postfix.log_text().splitlines() if "milter" in line))
+        return False
+
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def show(mail: sandbox.MailSystem, once: bool, interval: float) -> bool:
+    """Sends the traffic and prints the counters (repeatedly unless once); False if the
+    milter did not see the traffic."""
+    pf = mail.postfix
+    print(f"Sandbox in {mail.workdir}:\n"
+          f"  Postfix {pf.hostname}: smtpd 127.0.0.1:{pf.port}, submission "
+          f"{pf.submission_port}, submissions {pf.submissions_port}; log {pf.maillog}\n"
+          f"  smtpd_milters = non_smtpd_milters = {mail.milter.address}\n"
+          f"  smtp-sink (every remote server) on 127.0.0.1:{mail.sink.port}\n"
+          f"  metrics: {mail.milter.metrics_url}")
+    send_traffic(mail)
+    ok = wait_for_milter(mail)
+    ok = bool(print_counters(mail)) and ok
+    if once:
+        return ok
+    print(f"\nSend more mail, e.g.: swaks --server 127.0.0.1:{pf.port} --to alice@sink.test"
+          f"\nReprinting every {interval:g}s; Ctrl-C stops everything.")
+    while True:
+        time.sleep(interval)  # the refresh cadence, not a synchronisation
+        print_counters(mail)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--once", action="store_true", help="print the counters once and exit")
+    parser.add_argument("--interval", type=float, default=10, help="seconds between prints")
+    parser.add_argument("--build-dir", help="CMake build directory (default: <repo>/build)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+    if args.build_dir:
+        os.environ["MAILPULSE_BUILD_DIR"] = str(Path(args.build_dir).resolve())
+    if os.geteuid() != 0:
+        sys.exit("demo.py: run as root (it starts Postfix, Dovecot and smtp-sink)")
+    if not sandbox.milter_binary().exists():
+        sys.exit(f"demo.py: {sandbox.milter_binary()} is not built")
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (&)
+        signal.signal(sig, interrupt)
+
+    sandbox.reap_stale()
+    workdir = sandbox.make_workdir("demo")
+    ok = False
+    try:
+        with sandbox.MailSystem(workdir, milter=True) as mail:
+            try:
+                ok = show(mail, args.once, args.interval)
+            except KeyboardInterrupt:
+                ok = True
+                print("\nStopping the sandbox ...")
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the stop finish
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except KeyboardInterrupt:  # while starting: whatever had started is stopped already
+        print("\nInterrupted.")
+    finally:
+        if args.keep or not ok:
+            sandbox.keep_workdir(workdir)
+            print(f"Work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Runs the demo once (demo.py --once) with the built milter: it must send its traffic, print
+the milter's live counters with the /metrics URL, exit 0 and leave no process behind."""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import sandbox
+
+DEMO = Path(__file__).resolve().parent / "demo.py"
+
+
+def test_demo_once_prints_live_counters_and_cleans_up(milter_binary):
+    with tempfile.TemporaryFile("w+") as out:  # a file: a leaked daemon cannot hold it open
+        proc = subprocess.run([sys.executable, str(DEMO), "--once"], stdout=out,
+                              stderr=subprocess.STDOUT, text=True, timeout=300)
+        out.seek(0)
+        output = out.read()
+    assert proc.returncode == 0, output
+    assert re.search(r"mailpulse-milter counters at .*curl -s http://127\.0\.0\.1:\d+/metrics",
+                     output), output
+    assert re.search(r"^  connections_total  — ", output, re.M), output
+    assert "WARNING" not in output, output
+    workdir = re.search(r"^Sandbox in (/tmp/mailpulse-demo-\S+):", output, re.M).group(1)
+    assert not Path(workdir).exists()
+    assert [pid for pid in sandbox.all_pids() if uses(pid, workdir)] == []
+
+
+def uses(pid: int, workdir: str) -> bool:
+    """Whether a live process runs in or was started with a path in workdir (Postfix's
+    daemons run in its queue directory; smtp-sink, Dovecot and the milter name it)."""
+    def read(how):
+        try:
+            return how()
+        except OSError:  # gone, or unreadable after the process changed user
+            return ""
+
+    return sandbox.pid_alive(pid) and (
+        workdir in read(lambda: os.readlink(f"/proc/{pid}/cwd"))
+        or workdir in read(lambda: Path(f"/proc/{pid}/cmdline").read_text(errors="replace")))
