@@ -159,7 +159,8 @@ def test_bytes_count_headers_and_body_as_the_milter_sees_them(mail, counted):
     assert r.delivered, r.replies
     m = mail.milter.wait_for_metric("mailpulse_milter_messages_total", 7, direction="inbound")
     got = metric_sum(m, "mailpulse_milter_bytes_total", direction="inbound") - before
-    sent = [m for m in mail.sink.messages() if m.header("Subject") == ["bytes"]]
+    sent = sandbox.poll(lambda: [m for m in mail.sink.messages()
+                                 if m.header("Subject") == ["bytes"]], 30, "the message at the sink")
     assert len(sent) == 1
     # Recompute from what the client sent: each header "Name: value" CRLF, the empty line,
     # then the body lines with CRLF. Postfix adds only its Received: header, which no milter
