@@ -1,6 +1,7 @@
 """mailpulse-milter never loses mail and never falls over: SIGKILL in the middle of thousands of
 messages through a real Postfix (milter_default_action = accept) loses none; bad config is a
 clear error with file:line; hostile or odd input from the MTA side is counted, not fatal."""
+import re
 import signal
 import subprocess
 
@@ -163,3 +164,34 @@ def test_garbage_from_the_mta_side_drops_that_connection_only(milter):
         c.close()
     milter.wait_for_metric("mailpulse_milter_connections_total", 2)
     assert milter.proc.poll() is None
+
+
+def test_drops_root_and_socket_is_0660_group_postfix(milter):
+    import grp
+    import os
+    import pwd
+    st = os.stat(milter.socket_path)
+    assert st.st_mode & 0o777 == 0o660
+    assert grp.getgrgid(st.st_gid).gr_name == "postfix"
+    status = open(f"/proc/{milter.proc.pid}/status").read()
+    uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", status, re.M).groups()
+    assert set(uids) == {str(pwd.getpwnam("nobody").pw_uid)}, status
+
+
+def test_inet_socket_works_with_postfix(request, workdir):
+    """Over inet: the milter starts only if it could set TCP_NODELAY on its listener (it exits
+    with an error otherwise), and Postfix reaches it there."""
+    port = sandbox.free_port()
+    milter = sandbox.MilterProcess(workdir)
+    milter.address = f"inet:{port}@127.0.0.1"
+    mail = sandbox.MailSystem(workdir, dovecot=False)
+    mail.milter = None
+    mail.postfix.milter = f"inet:127.0.0.1:{port}"
+    milter.socket_path = workdir  # exists: start() then waits only for /metrics
+    request.addfinalizer(mail.stop)
+    request.addfinalizer(milter.stop)
+    milter.start()
+    mail.start()
+    assert sandbox.send_swaks(mail.postfix.port, "alice@sink.test").returncode == 0
+    milter.wait_for_metric("mailpulse_milter_messages_total", 1, direction="inbound")
+    milter.wait_for_metric("mailpulse_milter_connections_total", 1, direction="inbound")
