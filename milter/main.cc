@@ -65,9 +65,10 @@ struct Settings {
   ClientClassifier classifier;
 };
 
-StatusOr<Settings> Validate(const Config& config, const std::string& origin) {
+StatusOr<Settings> Validate(const Config& config) {
+  // Errors name where the value came from (FILE:LINE, command line or default).
   auto fail = [&](const std::string& key, const Status& s) {
-    return Status::Error(origin + ": " + key + ": " + s.message());
+    return Status::Error(config.Where(key) + ": " + key + ": " + s.message());
   };
   StatusOr<Endpoint> socket = ParseMilterSocketSpec(config.GetString("milter.socket"));
   if (!socket.ok()) return fail("milter.socket", socket.status());
@@ -86,7 +87,7 @@ StatusOr<Settings> Validate(const Config& config, const std::string& origin) {
     s.event_socket = *e;
   }
   if (config.GetSeconds("milter.snapshot_interval") <= 0) {
-    return Status::Error(origin + ": milter.snapshot_interval: must be positive");
+    return fail("milter.snapshot_interval", Status::Error("must be positive"));
   }
   StatusOr<LogLevel> level = ParseLogLevel(config.GetString("log.level"));
   if (!level.ok()) return fail("log.level", level.status());
@@ -303,7 +304,7 @@ int Run(const Options& opts) {
     return kExitConfig;
   }
   Config config = std::move(*loaded);
-  const std::string origin = path.empty() ? "command line" : path;
+  const std::string origin = path.empty() ? "(built-in defaults)" : path;
   for (const auto& [key, value] :
        {std::pair<std::string, std::string>{"milter.socket", opts.socket},
         {"milter.metrics_listen", opts.metrics_listen}}) {
@@ -314,7 +315,7 @@ int Run(const Options& opts) {
     }
   }
   if (opts.foreground) (void)config.Set("log.target", "stderr");
-  StatusOr<Settings> settings = Validate(config, origin);
+  StatusOr<Settings> settings = Validate(config);
   if (!settings.ok()) {
     std::fprintf(stderr, "mailpulse-milter: %s\n", settings.status().message().c_str());
     return kExitConfig;

@@ -397,7 +397,8 @@ std::string RenderToml(const std::vector<ConfigKey>& keys, LiteralFn literal_of)
 
 // Parses `text` and stores every value in `values`; on error returns the earliest one in the
 // file and leaves `values` partly updated.
-Status ApplyToml(std::string_view text, const std::string& origin, ValueMap& values) {
+Status ApplyToml(std::string_view text, const std::string& origin, ValueMap& values,
+                 std::map<std::string, std::string, std::less<>>* where) {
   ErrorList errors(origin);
   toml::table root;
   try {
@@ -425,6 +426,9 @@ Status ApplyToml(std::string_view text, const std::string& origin, ValueMap& val
       if (key == nullptr) {
         errors.Add(name.source(), "", UnknownKeyMessage(full_name));
       } else if (std::optional<ConfigValue> value = ConvertNode(*key, node, errors)) {
+        if (where != nullptr) {
+          (*where)[full_name] = origin + ":" + std::to_string(node.source().begin.line);
+        }
         values.insert_or_assign(std::move(full_name), std::move(*value));
       }
     }
@@ -439,7 +443,8 @@ Config Config::Defaults() {
     Config config;
     std::string text =
         RenderToml(ConfigKeys(), [](const ConfigKey& key) { return key.default_value; });
-    if (Status status = ApplyToml(text, "built-in defaults", config.values_); !status.ok()) {
+    if (Status status = ApplyToml(text, "built-in defaults", config.values_, nullptr);
+        !status.ok()) {
       // The table is code, not input: a bad default can only be a programming error.
       std::fprintf(stderr, "mailpulse: BUG: %s\n", status.message().c_str());
       std::abort();
@@ -449,9 +454,16 @@ Config Config::Defaults() {
   return defaults;
 }
 
+std::string Config::Where(std::string_view key) const {
+  auto it = where_.find(key);
+  return it == where_.end() ? "built-in default" : it->second;
+}
+
 StatusOr<Config> Config::Parse(std::string_view text, const std::string& origin) {
   Config config = Defaults();
-  if (Status status = ApplyToml(text, origin, config.values_); !status.ok()) return status;
+  if (Status status = ApplyToml(text, origin, config.values_, &config.where_); !status.ok()) {
+    return status;
+  }
   return config;
 }
 
@@ -481,6 +493,7 @@ Status Config::Set(std::string_view key, std::string_view value_text) {
   StatusOr<ConfigValue> value = ParseValueText(config_key->type, value_text);
   if (!value.ok()) return Status::Error(std::string(key) + ": " + value.status().message());
   values_.insert_or_assign(std::string(key), std::move(*value));
+  where_[std::string(key)] = "command line";
   return Status::Ok();
 }
 

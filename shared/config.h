@@ -61,6 +61,10 @@ class Config {
   const std::vector<std::string>& GetStringList(std::string_view key) const;
   double GetSeconds(std::string_view key) const;  // kDuration
 
+  // Where a key's value came from, for errors found after parsing: "FILE:LINE",
+  // "command line" or "built-in default".
+  std::string Where(std::string_view key) const;
+
   // The effective configuration as TOML, every key with its help as a comment. Keys whose
   // name ends in "password" or "secret" are printed as "<redacted>".
   std::string Dump() const;
@@ -72,6 +76,7 @@ class Config {
   std::string DumpKeys(const std::vector<ConfigKey>& keys) const;
 
   std::map<std::string, ConfigValue, std::less<>> values_;
+  std::map<std::string, std::string, std::less<>> where_;
 };
 
 // docs/config.md content generated from ConfigKeys().

@@ -84,7 +84,10 @@ StatusOr<Endpoint> ParseMilterSocketSpec(std::string_view text) {
   Endpoint e;
   const std::size_t at = rest.find('@');
   StatusOr<std::uint16_t> port = ParsePort(rest.substr(0, at), text);
-  if (!port.ok()) return port.status();
+  if (!port.ok()) {
+    return Status::Error(port.status().message() + " (libmilter writes " + std::string(proto) +
+                         ":PORT@HOST; Postfix's inet:HOST:PORT spelling goes in main.cf)");
+  }
   e.port = *port;
   if (at != std::string_view::npos) {
     std::string_view host = rest.substr(at + 1);

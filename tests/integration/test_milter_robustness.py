@@ -65,7 +65,7 @@ def test_bad_values_are_clear_errors(workdir):
         proc = sandbox.run([str(sandbox.milter_binary()), "--config", str(cfg), "--check-config"],
                            check=False, timeout=30)
         assert proc.returncode != 0, line
-        assert expected in proc.stderr and str(cfg) in proc.stderr, (line, proc.stderr)
+        assert expected in proc.stderr and f"{cfg}:2:" in proc.stderr, (line, proc.stderr)
 
 
 def test_valid_config_checks_clean_and_runs_without_any_file(workdir):

@@ -340,3 +340,18 @@ TEST(ConfigDeathTest, GetterWithTheWrongTypeAborts) {
 
 }  // namespace
 }  // namespace mailpulse
+
+namespace mailpulse {
+namespace {
+
+TEST(ConfigWhereTest, NamesFileAndLineCommandLineOrDefault) {
+  auto config = Config::Parse("[milter]\n\nhop_name = \"edge\"\n", "where.toml");
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  EXPECT_EQ(config->Where("milter.hop_name"), "where.toml:3");
+  EXPECT_EQ(config->Where("milter.socket"), "built-in default");
+  ASSERT_TRUE(config->Set("milter.socket", "unix:/tmp/m.sock").ok());
+  EXPECT_EQ(config->Where("milter.socket"), "command line");
+}
+
+}  // namespace
+}  // namespace mailpulse
