@@ -51,17 +51,17 @@ enum class FailureKind {
   kConnectionRefused,
   kConnectTimeout,
   kBannerTimeout,
-  kTimeout,               // a reply did not come in time (phase says where)
-  kReplyTransient,        // 4xx at a phase (reply says which)
-  kReplyPermanent,        // 5xx at a phase
+  kTimeout,         // a reply did not come in time (phase says where)
+  kReplyTransient,  // 4xx at a phase (reply says which)
+  kReplyPermanent,  // 5xx at a phase
   kStartTlsNotOffered,
-  kTlsHandshakeFailed,    // detail: OpenSSL's reason
-  kCertificateInvalid,    // detail: expired, wrong name, untrusted ...
-  kAuthNotOffered,        // no AUTH mechanism we support (PLAIN, LOGIN)
-  kAuthRejected,          // 535 and friends
-  kServerClosed,          // the server closed the connection mid-conversation
-  kProtocolViolation,     // garbage, over-long line, unexpected reply
-  kUncertain,             // a timeout after the message data was sent: it may have been queued
+  kTlsHandshakeFailed,  // detail: OpenSSL's reason
+  kCertificateInvalid,  // detail: expired, wrong name, untrusted ...
+  kAuthNotOffered,      // no AUTH mechanism we support (PLAIN, LOGIN)
+  kAuthRejected,        // 535 and friends
+  kServerClosed,        // the server closed the connection mid-conversation
+  kProtocolViolation,   // garbage, over-long line, unexpected reply
+  kUncertain,           // a timeout after the message data was sent: it may have been queued
 };
 std::string_view FailureKindName(FailureKind f);  // "reply_permanent", "tls_handshake_failed", ...
 
@@ -71,7 +71,7 @@ struct Capabilities {
   bool pipelining = false;
   bool eight_bit_mime = false;
   bool smtputf8 = false;
-  std::optional<unsigned long long> size;  // SIZE parameter, when given
+  std::optional<unsigned long long> size;    // SIZE parameter, when given
   std::vector<std::string> auth_mechanisms;  // upper-case
 };
 
@@ -104,11 +104,11 @@ struct Action {
 struct CheckOutcome {
   bool success = false;
   FailureKind failure = FailureKind::kNone;
-  Phase phase = Phase::kConnect;     // where it failed (or the last phase, on success)
-  std::optional<SmtpReply> reply;    // the server's reply at that phase, when there was one
-  std::string detail;                // human-readable reason for non-reply failures
+  Phase phase = Phase::kConnect;   // where it failed (or the last phase, on success)
+  std::optional<SmtpReply> reply;  // the server's reply at that phase, when there was one
+  std::string detail;              // human-readable reason for non-reply failures
   Capabilities capabilities;
-  std::string queue_id;              // from the final 250 ("queued as X"), when given
+  std::string queue_id;  // from the final 250 ("queued as X"), when given
 };
 
 class SmtpSession {
@@ -130,11 +130,63 @@ class SmtpSession {
 
  private:
   // Implementation-defined; the implementer owns everything below.
+
+  // What the session waits for next; finer than Phase (HELO, the AUTH LOGIN prompts).
+  enum class Await {
+    kConnection,
+    kBanner,
+    kEhlo,
+    kHelo,
+    kStartTls,
+    kTlsHandshake,
+    kAuthPlain,
+    kAuthLoginStart,     // "AUTH LOGIN" sent, waiting for the user name prompt
+    kAuthLoginUser,      // user name sent, waiting for the password prompt
+    kAuthLoginPassword,  // password sent, waiting for 235
+    kMail,
+    kRcpt,
+    kData,
+    kEndOfData,
+    kQuit,
+    kNothing,  // done
+  };
+
+  void HandleReply(const SmtpReply& reply, std::vector<Action>* actions);
+  void HandleBanner(const SmtpReply& reply, std::vector<Action>* actions);
+  void HandleEhlo(const SmtpReply& reply, std::vector<Action>* actions);
+  void HandleStartTls(const SmtpReply& reply, std::vector<Action>* actions);
+  void HandleAuth(const SmtpReply& reply, std::vector<Action>* actions);
+  void HandleRcpt(const SmtpReply& reply, std::vector<Action>* actions);
+  void HandleEndOfData(const SmtpReply& reply, std::vector<Action>* actions);
+  // The next step once EHLO/HELO succeeded: STARTTLS, AUTH, MAIL or QUIT.
+  void AfterGreeting(std::vector<Action>* actions);
+  void StartEhlo(std::vector<Action>* actions);
+  void StartAuth(std::vector<Action>* actions);
+  void AfterAuth(std::vector<Action>* actions);
+  void StartData(std::vector<Action>* actions);
+  void StartQuit(std::vector<Action>* actions);
+  // Starts `phase` (a timing marker) and sends `command` in it.
+  void Begin(Phase phase, std::string command, Await await, std::vector<Action>* actions);
+  void Send(std::string command, Await await, std::vector<Action>* actions);
+  // A reply the current step did not expect: 4xx transient, 5xx permanent, otherwise a
+  // protocol violation.
+  void FailReply(const SmtpReply& reply, std::vector<Action>* actions);
+  // Ends the check. `say_quit` when the connection is still usable for a polite QUIT.
+  void Fail(Phase phase, FailureKind kind, std::string detail, const SmtpReply* reply,
+            bool say_quit, std::vector<Action>* actions);
+  void Succeed(std::vector<Action>* actions);
+  bool NeedsStartTls() const;
+  bool NeedsAuth() const;
+  std::string_view AwaitedReplyName() const;
+
   SessionOptions options_;
   ReplyParser parser_;
   Phase phase_ = Phase::kConnect;
   bool done_ = false;
   CheckOutcome outcome_;
+  Await await_ = Await::kConnection;
+  bool tls_active_ = false;  // STARTTLS done, or implicit TLS
+  std::size_t next_rcpt_ = 0;
 };
 
 }  // namespace mailpulse
