@@ -1,6 +1,7 @@
 // mailpulse-probe: the companion daemon. Today it owns the shared event socket and shows what
-// the milters report (`mailpulse-probe events`); synthetic SMTP checks and the round trip come
-// next (see docs/architecture.md).
+// the milters report (`mailpulse-probe events`) and runs one synthetic SMTP check on demand
+// (`mailpulse-probe check`, docs/probe.md); scheduled checks and the round trip come next (see
+// docs/architecture.md).
 #include <event2/event.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "probe/check_command.h"
 #include "probe/event_server.h"
 #include "shared/config.h"
 #include "shared/endpoint.h"
@@ -97,6 +99,15 @@ int RunEvents(const std::string& config_path, const std::string& listen) {
   return 0;
 }
 
+// Whether the command line names the `check` subcommand, whose usage errors are plugin
+// UNKNOWNs (exit 3) rather than CLI11's exit codes.
+bool IsCheckCommand(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (argv[i][0] != '-') return std::string(argv[i]) == "check";
+  }
+  return false;
+}
+
 }  // namespace
 }  // namespace mailpulse
 
@@ -112,6 +123,18 @@ int main(int argc, char** argv) {
   events->add_option("--config", config_path, "TOML config file");
   events->add_option("--listen", listen,
                      "Event socket, overrides probe.event_socket (unix:/path or HOST:PORT)");
-  CLI11_PARSE(app, argc, argv);
+  mailpulse::CheckCommandOptions check_options;
+  CLI::App* check = mailpulse::AddCheckCommand(&app, &check_options);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() != static_cast<int>(CLI::ExitCodes::Success) &&
+        mailpulse::IsCheckCommand(argc, argv)) {
+      std::printf("%s\n", mailpulse::UnknownStatusLine(e.what()).c_str());
+      return static_cast<int>(mailpulse::NagiosState::kUnknown);
+    }
+    return app.exit(e);
+  }
+  if (check->parsed()) return mailpulse::RunCheckCommand(check_options);
   return mailpulse::RunEvents(config_path, listen);
 }
