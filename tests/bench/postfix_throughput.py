@@ -692,6 +692,8 @@ def write_doc(path: Path, args, multi: dict, single: dict, micro: str | None, be
     items = verdicts(multi, single)
     multi_cmd = shlex.join(bench.source_argv("no-milter", args.sessions, args.messages)[:-1])
     single_cmd = shlex.join(bench.source_argv("no-milter", 1, args.single_messages)[:-1])
+    debug_note = ("\nIts DEBUG warning is about Debian's libbenchmark package, not about the code "
+                  f"measured, which was built {info['build_type']}.")
     doc = f"""# Performance
 
 <!-- Written by tests/bench/postfix_throughput.py --write-doc; rerun it rather than edit. -->
@@ -732,9 +734,9 @@ mailpulse-milter it also replies to each header and at end of headers).
   (master, its daemons and the ones it reaped); and the benchmark's as a whole (Postfix, all
   three milter processes, smtp-source, smtp-sink and the script). Everything shares the same
   {info['nproc']} CPUs and the runs with {args.sessions} sessions keep them busy, so throughput
-  is about {info['nproc']} CPUs ÷ benchmark CPU per message. "CPU-bound ratio" is that quotient against
-  no-milter: what the ratio would be with the machine to itself, a cross-check of the measured
-  ratio that other load on the machine disturbs much less.
+  is about {info['nproc']} CPUs ÷ benchmark CPU per message. "CPU-bound ratio" is that
+  quotient against no-milter: what the ratio would be with the machine to itself, a
+  cross-check of the measured ratio that other load on the machine disturbs much less.
 - "CPU busy" splits the machine's busy time (/proc/stat) into the benchmark's share and the
   rest ("other": other work on a shared machine, and kernel threads such as the disk
   journal). Before each run the script waited up to {args.quiet_wait:g}s for the machine to be
@@ -762,7 +764,8 @@ Where the extra CPU per message goes (medians, against no-milter):
 ## Micro-benchmark: the milter's accounting logic
 
 `{build_dir().name}/tests/bench/accounting_bench` (Google Benchmark): the per-message cost of
-SessionAccounting next to its floor, the same number of relaxed atomic adds without logic.
+SessionAccounting next to its floor, the same number of relaxed atomic adds without logic.{
+    debug_note if micro and "built as DEBUG" in micro else ""}
 
 ```
 {micro if micro is not None else "(accounting_bench was not built)"}
