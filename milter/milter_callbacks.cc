@@ -4,6 +4,7 @@
 #include <libmilter/mfdef.h>
 #include <netinet/in.h>
 
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -21,8 +22,17 @@ const MilterContext* g_context = nullptr;
 // needed only to count bytes and always continue, so they are no-reply steps. Connect, HELO,
 // MAIL and RCPT keep their replies: with no-reply there Postfix holds the events until DATA and
 // sessions that never reach DATA lose them (see docs/architecture.md, "the no-reply trap").
+// DATA is kept, with a reply, although we do nothing there: Postfix sends the DATA macros even
+// to a milter that opted out of the stage, that packet then gets no reply, and over inet the
+// milter's delayed ACK holds Postfix's next write behind Nagle for about 40 ms per message.
 constexpr unsigned long kWantedSteps =
-    SMFIP_NODATA | SMFIP_NOEOH | SMFIP_NOUNKNOWN | SMFIP_NR_HDR | SMFIP_NR_BODY | SMFIP_RCPT_REJ;
+    SMFIP_NOEOH | SMFIP_NOUNKNOWN | SMFIP_NR_HDR | SMFIP_NR_BODY | SMFIP_RCPT_REJ;
+constexpr unsigned long kNoReplySteps = SMFIP_NR_HDR | SMFIP_NR_BODY;
+
+// The no-reply steps the MTA granted. A no-reply callback must answer SMFIS_NOREPLY (libmilter
+// logs an error for every other answer); Postfix and Sendmail grant both, so one process-wide
+// value serves every connection.
+std::atomic<unsigned long> g_no_reply_steps{0};
 
 std::string_view Macro(SMFICTX* ctx, const char* name) {
   const char* v = smfi_getsymval(ctx, const_cast<char*>(name));
@@ -56,7 +66,7 @@ ClientEndpoint EndpointFrom(const sockaddr* addr) {
 
 // Runs `body` and turns any exception into one log line: nothing may cross into libmilter.
 template <typename F>
-sfsistat Guard(const char* stage, F&& body) noexcept {
+sfsistat Guard(const char* stage, F&& body, sfsistat answer = SMFIS_CONTINUE) noexcept {
   try {
     body();
   } catch (const std::exception& e) {
@@ -64,7 +74,13 @@ sfsistat Guard(const char* stage, F&& body) noexcept {
   } catch (...) {
     MP_LOG_ERROR("milter: internal error at %s; continuing", stage);
   }
-  return SMFIS_CONTINUE;
+  return answer;
+}
+
+// The answer of a step that may have been negotiated as no-reply.
+sfsistat AnswerFor(unsigned long no_reply_step) {
+  return (g_no_reply_steps.load(std::memory_order_relaxed) & no_reply_step) != 0 ? SMFIS_NOREPLY
+                                                                                 : SMFIS_CONTINUE;
 }
 
 extern "C" sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1,
@@ -73,6 +89,7 @@ extern "C" sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1
                                 unsigned long* pf3) noexcept {
   *pf0 = f0 & SMFIF_SETSYMLIST;
   *pf1 = f1 & kWantedSteps;
+  g_no_reply_steps.store(*pf1 & kNoReplySteps, std::memory_order_relaxed);
   *pf2 = 0;
   *pf3 = 0;
   if ((f1 & SMFIP_RCPT_REJ) == 0) {
@@ -127,18 +144,26 @@ extern "C" sfsistat OnEnvRcpt(SMFICTX* ctx, char** /*argv*/) noexcept {
 }
 
 extern "C" sfsistat OnHeader(SMFICTX* ctx, char* name, char* value) noexcept {
-  return Guard("header", [&] {
-    if (SessionAccounting* s = Session(ctx)) {
-      s->OnHeader(name == nullptr ? "" : name, value == nullptr ? "" : value);
-    }
-  });
+  return Guard(
+      "header",
+      [&] {
+        if (SessionAccounting* s = Session(ctx)) {
+          s->OnHeader(name == nullptr ? "" : name, value == nullptr ? "" : value);
+        }
+      },
+      AnswerFor(SMFIP_NR_HDR));
 }
 
 extern "C" sfsistat OnBody(SMFICTX* ctx, unsigned char* /*chunk*/, size_t length) noexcept {
-  return Guard("body", [&] {
-    if (SessionAccounting* s = Session(ctx)) s->OnBody(length);
-  });
+  return Guard(
+      "body",
+      [&] {
+        if (SessionAccounting* s = Session(ctx)) s->OnBody(length);
+      },
+      AnswerFor(SMFIP_NR_BODY));
 }
+
+extern "C" sfsistat OnData(SMFICTX* /*ctx*/) noexcept { return SMFIS_CONTINUE; }
 
 extern "C" sfsistat OnEndOfMessage(SMFICTX* ctx) noexcept {
   return Guard("eom", [&] {
@@ -187,6 +212,7 @@ smfiDesc MakeFilterDescription() {
   d.xxfi_eom = OnEndOfMessage;
   d.xxfi_abort = OnAbort;
   d.xxfi_close = OnClose;
+  d.xxfi_data = OnData;
   d.xxfi_negotiate = OnNegotiate;
   return d;
 }
