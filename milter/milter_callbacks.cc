@@ -136,8 +136,9 @@ extern "C" sfsistat OnEnvRcpt(SMFICTX* ctx, char** /*argv*/) noexcept {
     auto reject = s->OnRcpt(Macro(ctx, "{rcpt_mailer}"), Macro(ctx, "{rcpt_host}"),
                             Macro(ctx, "{rcpt_addr}"));
     if (reject) {
-      MP_LOG_DEBUG("milter: client=%s reject stage=%s status=%.*s", s->client_address().c_str(),
-                   std::string(RejectStageName(reject->stage)).c_str(),
+      const std::string_view stage = RejectStageName(reject->stage);
+      MP_LOG_DEBUG("milter: client=%s reject stage=%.*s status=%.*s", s->client_address().c_str(),
+                   static_cast<int>(stage.size()), stage.data(),
                    static_cast<int>(reject->status.size()), reject->status.data());
     }
   });
@@ -170,12 +171,13 @@ extern "C" sfsistat OnEndOfMessage(SMFICTX* ctx) noexcept {
     SessionAccounting* s = Session(ctx);
     if (s == nullptr) return;
     const MessageSummary m = s->OnEndOfMessage();
-    const std::string_view qid = Macro(ctx, "i");
-    MP_LOG_INFO("%s: milter: direction=%s client=%s tls=%s auth=%s nrcpt=%llu size=%llu",
-                qid.empty() ? "NOQUEUE" : std::string(qid).c_str(),
-                std::string(DirectionName(m.direction)).c_str(), s->client_address().c_str(),
-                m.tls ? "yes" : "no", m.authenticated ? "yes" : "no",
-                static_cast<unsigned long long>(m.recipients),
+    std::string_view qid = Macro(ctx, "i");
+    if (qid.empty()) qid = "NOQUEUE";
+    const std::string_view direction = DirectionName(m.direction);
+    MP_LOG_INFO("%.*s: milter: direction=%.*s client=%s tls=%s auth=%s nrcpt=%llu size=%llu",
+                static_cast<int>(qid.size()), qid.data(), static_cast<int>(direction.size()),
+                direction.data(), s->client_address().c_str(), m.tls ? "yes" : "no",
+                m.authenticated ? "yes" : "no", static_cast<unsigned long long>(m.recipients),
                 static_cast<unsigned long long>(m.bytes));
   });
 }

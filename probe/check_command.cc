@@ -41,23 +41,7 @@ using EvDnsBasePtr = std::unique_ptr<evdns_base, EvDnsBaseDeleter>;
 
 // Server replies and reasons go onto one plugin output line: printable ASCII only, no "|"
 // (the perfdata separator), bounded.
-std::string OneLine(std::string_view text) {
-  std::string out;
-  for (unsigned char c : text) {
-    if (out.size() >= kMaxReasonLength) {
-      out += "...";
-      break;
-    }
-    if (c >= 0x20 && c < 0x7f && c != '|') {
-      out += static_cast<char>(c);
-    } else {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\x%02x", c);
-      out += hex;
-    }
-  }
-  return out;
-}
+std::string OneLine(std::string_view text) { return Printable(text, kMaxReasonLength, "|"); }
 
 std::string Printf(const char* format, double value) {
   char buf[64];

@@ -130,11 +130,16 @@ struct AddrInfoDeleter {
   void operator()(evutil_addrinfo* a) const noexcept { evutil_freeaddrinfo(a); }
 };
 
-// Certificate text comes from the peer: keep it printable so it cannot break report lines.
-std::string Printable(std::string_view s) {
+}  // namespace
+
+std::string Printable(std::string_view s, std::size_t max_length, std::string_view also_escape) {
   std::string out;
   for (unsigned char c : s) {
-    if (c >= 0x20 && c < 0x7f) {
+    if (out.size() >= max_length) {
+      out += "...";
+      break;
+    }
+    if (c >= 0x20 && c < 0x7f && also_escape.find(static_cast<char>(c)) == std::string_view::npos) {
       out += static_cast<char>(c);
     } else {
       char hex[8];
@@ -144,6 +149,8 @@ std::string Printable(std::string_view s) {
   }
   return out;
 }
+
+namespace {
 
 std::string NameText(const X509_NAME* name) {
   std::unique_ptr<BIO, BioDeleter> bio(BIO_new(BIO_s_mem()));

@@ -39,6 +39,12 @@ using SslPtr = std::unique_ptr<SSL, SslDeleter>;
 // certificates), or the system CA store when it is empty; nothing is loaded when `verify` is
 // false. One context serves any number of checks; build it once per configuration, because
 // loading the system store costs milliseconds.
+// Text from a peer (replies, certificate fields) made safe for one report or status line:
+// printable ASCII kept, every other byte and those in `also_escape` written as \xNN, cut
+// with "..." once `max_length` characters are out.
+std::string Printable(std::string_view s, std::size_t max_length = std::string::npos,
+                      std::string_view also_escape = {});
+
 StatusOr<SslCtxPtr> NewClientTlsContext(const std::string& ca_file, bool verify);
 
 enum class AddressFamily { kAny, kIpv4, kIpv6 };

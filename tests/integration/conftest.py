@@ -68,6 +68,16 @@ def milter_binary():
     return path
 
 
+@pytest.fixture(scope="module")
+def probe_binary():
+    """Path of the built mailpulse-probe; skips the module if it has not been built."""
+    path = sandbox.probe_binary()
+    if not path.exists():
+        pytest.skip(f"mailpulse-probe not built at {path} (build it, or set "
+                    "MAILPULSE_BUILD_DIR to the build directory)")
+    return path
+
+
 def start_mail_system(request, workdir, **kwargs) -> sandbox.MailSystem:
     """Starts a MailSystem that stops when the requesting fixture's scope ends. A failing test
     that uses it gets its log tails in the report."""

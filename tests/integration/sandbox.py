@@ -49,6 +49,10 @@ def milter_binary() -> Path:
     return build_dir() / "milter" / "mailpulse-milter"
 
 
+def probe_binary() -> Path:
+    return build_dir() / "probe" / "mailpulse-probe"
+
+
 def poll(check: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
     """Calls check() until it returns something truthy, or raises TimeoutError naming `what`."""
     deadline = time.monotonic() + timeout

@@ -34,9 +34,7 @@ import sandbox
 FAKE_HOSTNAME = "fake.mailpulse.test"
 
 
-def probe_binary() -> Path:
-    """Where the build puts mailpulse-probe ($MAILPULSE_BUILD_DIR aware)."""
-    return sandbox.build_dir() / "probe" / "mailpulse-probe"
+probe_binary = sandbox.probe_binary
 
 
 # ----------------------------------------------------------------------------------------

@@ -12,10 +12,6 @@ from conftest import start_mail_system
 from sandbox import metric_sum
 
 
-def probe_binary():
-    return sandbox.build_dir() / "probe" / "mailpulse-probe"
-
-
 class ProbeEvents(sandbox.Component):
     """`mailpulse-probe events --listen 127.0.0.1:PORT`, its JSON lines collected in a file."""
 
@@ -26,7 +22,7 @@ class ProbeEvents(sandbox.Component):
     def start(self):
         with open(self.out, "w") as out:
             self.proc = subprocess.Popen(
-                [str(probe_binary()), "events", "--listen", f"127.0.0.1:{self.port}"],
+                [str(sandbox.probe_binary()), "events", "--listen", f"127.0.0.1:{self.port}"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         sandbox.poll(lambda: sandbox.port_listening(self.port), 10, "probe event socket")
         return self

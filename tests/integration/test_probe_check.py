@@ -32,13 +32,7 @@ FROM = "probe@mailpulse.test"
 HELO = "probe.mailpulse.test"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def probe_binary():
-    path = smtp_fakes.probe_binary()
-    if not path.exists():
-        pytest.skip(f"mailpulse-probe not built at {path} (build it, or set "
-                    "MAILPULSE_BUILD_DIR to the build directory)")
-    return path
+pytestmark = pytest.mark.usefixtures("probe_binary")
 
 
 @pytest.fixture(scope="module")

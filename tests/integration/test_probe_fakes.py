@@ -32,13 +32,7 @@ SEND = ["--from", "probe@mailpulse.test", "--to", "alice@sink.test", "--send"]
 MAX_RSS_KB = 64 * 1024
 
 
-@pytest.fixture(scope="module", autouse=True)
-def probe_binary():
-    path = smtp_fakes.probe_binary()
-    if not path.exists():
-        pytest.skip(f"mailpulse-probe not built at {path} (build it, or set "
-                    "MAILPULSE_BUILD_DIR to the build directory)")
-    return path
+pytestmark = pytest.mark.usefixtures("probe_binary")
 
 
 def target(fake) -> str:
