@@ -23,9 +23,7 @@
 
 #include "milter/core/client_classifier.h"
 #include "milter/core/traffic_counters.h"
-#include "milter/event_sender.h"
 #include "milter/listen_socket.h"
-#include "milter/metrics_http.h"
 #include "milter/milter_callbacks.h"
 #include "shared/config.h"
 #include "shared/endpoint.h"
@@ -33,6 +31,9 @@
 #include "shared/libevent_ptr.h"
 #include "shared/logging.h"
 #include "shared/metrics.h"
+#include "shared/net/event_sender.h"
+#include "shared/net/metrics_http.h"
+#include "shared/net/privileges.h"
 
 namespace mailpulse {
 namespace {
@@ -206,19 +207,19 @@ Status OpenMilterSocket(const Config& config, const Settings& s, const smfiDesc&
 int Serve(const Config& config, const Settings& settings, bool foreground) {
   std::optional<RunAs> run_as;
   if (getuid() == 0) {
-    const std::string& user = config.GetString("milter.user");
-    StatusOr<RunAs> r = LookUpUser(user);
-    if (!r.ok() && user == kDefaultUser) {
+    bool fell_back = false;
+    StatusOr<RunAs> r =
+        ChooseRunAs(config.GetString("milter.user"), kDefaultUser, "milter.user", &fell_back);
+    if (!r.ok()) {
+      MP_LOG_ERROR("%s", r.status().message().c_str());
+      return kExitConfig;
+    }
+    if (fell_back) {
       // Runs out of the box before the operator has created the account; never as root.
       MP_LOG_WARNING(
           "user '%s' does not exist; running as 'nobody' (create it, or set "
           "milter.user)",
           kDefaultUser);
-      r = LookUpUser("nobody");
-    }
-    if (!r.ok()) {
-      MP_LOG_ERROR("milter.user: %s", r.status().message().c_str());
-      return kExitConfig;
     }
     run_as = *r;
   }

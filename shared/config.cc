@@ -1,4 +1,5 @@
-// Configuration parsing, validation, overrides, dump and reference, all driven by ConfigKeys().
+// Configuration parsing, validation, overrides, dump and reference, all driven by ConfigKeys()
+// and ConfigSectionArrays().
 // toml++ reports syntax errors by throwing toml::parse_error; it is caught here and turned into
 // a Status, so no exception leaves this file.
 #include "shared/config.h"
@@ -9,7 +10,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -19,15 +19,14 @@
 
 #include <toml++/toml.h>
 
+#include "shared/config_text.h"
+
 namespace mailpulse {
 namespace {
 
-// Larger durations are surely typos, and capping them keeps later conversions to timeval or
-// milliseconds far from overflow (~31 years).
-constexpr double kMaxDurationSeconds = 1e9;
-constexpr std::size_t kMaxSuggestionDistance = 3;
-
-using ValueMap = std::map<std::string, ConfigValue, std::less<>>;
+using namespace config_text;  // NOLINT(google-build-using-namespace): this file's own helpers
+using ValueMap = ConfigValueMap;
+using WhereMap = std::map<std::string, std::string, std::less<>>;
 
 const ConfigKey* FindKey(std::string_view name) {
   for (const ConfigKey& key : ConfigKeys()) {
@@ -50,67 +49,32 @@ std::vector<std::string_view> Sections(const std::vector<ConfigKey>& keys) {
   return sections;
 }
 
-// Backslash-escapes `quote`, backslashes and control characters (formatted with
-// `control_format`), so echoed text cannot break a message or a TOML string.
-std::string Escape(std::string_view text, char quote, const char* control_format) {
-  std::string out;
-  for (char c : text) {
-    auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte == 0x7f) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, control_format, static_cast<unsigned>(byte));
-      out += escaped;
-    } else {
-      if (c == quote || c == '\\') out += '\\';
-      out += c;
-    }
+const ConfigSectionArray* FindSectionArray(std::string_view name) {
+  for (const ConfigSectionArray& array : ConfigSectionArrays()) {
+    if (array.name == name) return &array;
   }
-  return out;
+  return nullptr;
 }
 
-// Untrusted text echoed in an error message.
-std::string Quote(std::string_view text) { return "'" + Escape(text, '\'', "\\x%02x") + "'"; }
-
-// A TOML basic string (TOML 1.0, "String"): \uXXXX is the escape valid for every control.
-std::string TomlString(std::string_view text) { return '"' + Escape(text, '"', "\\u%04X") + '"'; }
-
-// Optimal string alignment distance: a swapped pair of letters ("sokcet") counts as one edit.
-std::size_t EditDistance(std::string_view a, std::string_view b) {
-  const std::size_t width = b.size() + 1;
-  std::vector<std::size_t> d((a.size() + 1) * width);
-  for (std::size_t i = 0; i <= a.size(); ++i) d[i * width] = i;
-  for (std::size_t j = 0; j <= b.size(); ++j) d[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      std::size_t best = std::min({d[(i - 1) * width + j] + 1, d[i * width + j - 1] + 1,
-                                   d[(i - 1) * width + j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
-        best = std::min(best, d[(i - 2) * width + j - 2] + 1);
-      }
-      d[i * width + j] = best;
-    }
+const ConfigKey* FindArrayKey(const ConfigSectionArray& array, std::string_view name) {
+  for (const ConfigKey& key : array.keys) {
+    if (key.key == name) return &key;
   }
-  return d.back();
+  return nullptr;
+}
+
+std::string UnknownKeyMessage(std::string_view name, const std::vector<std::string>& candidates) {
+  std::string message = "unknown key " + Quote(name);
+  const std::vector<std::string_view> views(candidates.begin(), candidates.end());
+  const std::string_view best = ClosestName(name, views);
+  if (!best.empty()) message += " (did you mean '" + std::string(best) + "'?)";
+  return message;
 }
 
 std::string UnknownKeyMessage(std::string_view name) {
-  std::string message = "unknown key " + Quote(name);
-  std::string_view best;
-  std::size_t best_distance = kMaxSuggestionDistance + 1;
-  for (const ConfigKey& key : ConfigKeys()) {
-    // The distance is at least the length difference; skipping early keeps a hostile
-    // megabyte-long key from costing a quadratic comparison.
-    std::size_t longer = std::max(name.size(), key.key.size());
-    if (longer - std::min(name.size(), key.key.size()) > kMaxSuggestionDistance) continue;
-    std::size_t distance = EditDistance(name, key.key);
-    if (distance < best_distance) {
-      best = key.key;
-      best_distance = distance;
-    }
-  }
-  if (!best.empty()) message += " (did you mean '" + std::string(best) + "'?)";
-  return message;
+  std::vector<std::string> names;
+  for (const ConfigKey& key : ConfigKeys()) names.emplace_back(key.key);
+  return UnknownKeyMessage(name, names);
 }
 
 // How each ConfigType is named in the reference and in "expected ..." errors.
@@ -138,44 +102,6 @@ std::string_view NodeTypeName(toml::node_type type) {
   };
   static_assert(std::size(kNames) == static_cast<std::size_t>(toml::node_type::date_time) + 1);
   return kNames[static_cast<std::size_t>(type)];
-}
-
-// Checks a duration already in seconds (from an integer, float or the text parser).
-std::optional<std::string> CheckSeconds(double seconds) {
-  if (!std::isfinite(seconds)) return "duration must be a finite number";
-  if (seconds < 0) return "duration must not be negative";
-  if (seconds > kMaxDurationSeconds) return "duration is too large (at most 1e9 seconds)";
-  return std::nullopt;
-}
-
-// Accepts "250ms", "30s", "5m", "1h", or bare seconds ("30", "1.5").
-StatusOr<double> ParseDurationText(std::string_view text) {
-  std::size_t number_end = text.find_first_not_of("0123456789.");
-  if (number_end == std::string_view::npos) number_end = text.size();
-  std::string_view number = text.substr(0, number_end);
-  std::string_view unit = text.substr(number_end);
-  double value = 0;
-  const char* end = number.data() + number.size();
-  bool number_ok = !number.empty() && number.front() != '.' && number.back() != '.' &&
-                   std::count(number.begin(), number.end(), '.') <= 1;
-  if (number_ok) {
-    auto [ptr, ec] = std::from_chars(number.data(), end, value);
-    number_ok = ec == std::errc() && ptr == end;
-  }
-  std::optional<double> scale;
-  if (unit.empty() || unit == "s") scale = 1;
-  if (unit == "m") scale = 60;
-  if (unit == "h") scale = 3600;
-  if (unit == "ms") scale = 1.0 / 1000;
-  if (!number_ok || !scale) {
-    return Status::Error("bad duration " + Quote(text) +
-                         " (expected seconds, or a number with unit ms, s, m or h such as "
-                         "\"250ms\", \"30s\", \"5m\", \"1h\")");
-  }
-  // Milliseconds divide rather than multiply by 0.001, so "250ms" is exactly 0.25.
-  double seconds = unit == "ms" ? value / 1000 : value * *scale;
-  if (auto problem = CheckSeconds(seconds)) return Status::Error(*problem + ", got " + Quote(text));
-  return seconds;
 }
 
 // Collects errors while walking a parsed file; the one reported is the earliest in the file.
@@ -215,8 +141,9 @@ StatusOr<double> NodeSeconds(const toml::node& node) {
 }
 
 // Converts one TOML value to the key's type; on failure records an error and returns nullopt.
-std::optional<ConfigValue> ConvertNode(const ConfigKey& key, const toml::node& node,
-                                       ErrorList& errors) {
+// `name` is how errors call the key ("milter.timeout", "target.port").
+std::optional<ConfigValue> ConvertNode(const ConfigKey& key, std::string_view name,
+                                       const toml::node& node, ErrorList& errors) {
   switch (key.type) {
     case ConfigType::kString:
       if (auto text = node.value_exact<std::string>()) return *text;
@@ -231,7 +158,7 @@ std::optional<ConfigValue> ConvertNode(const ConfigKey& key, const toml::node& n
       if (node.is_integer() || node.is_floating_point() || node.is_string()) {
         StatusOr<double> seconds = NodeSeconds(node);
         if (seconds.ok()) return *seconds;
-        errors.Add(node.source(), key.key, seconds.status().message());
+        errors.Add(node.source(), name, seconds.status().message());
         return std::nullopt;
       }
       break;
@@ -240,7 +167,7 @@ std::optional<ConfigValue> ConvertNode(const ConfigKey& key, const toml::node& n
         std::vector<std::string> list;
         for (const toml::node& element : *array) {
           if (!element.is_string()) {
-            errors.Add(element.source(), key.key,
+            errors.Add(element.source(), name,
                        "expected an array of strings, got " +
                            std::string(NodeTypeName(element.type())) + " element");
             return std::nullopt;
@@ -251,7 +178,7 @@ std::optional<ConfigValue> ConvertNode(const ConfigKey& key, const toml::node& n
       }
       break;
   }
-  errors.Add(node.source(), key.key,
+  errors.Add(node.source(), name,
              "expected " + std::string(NamesOf(key.type).expected) + ", got " +
                  std::string(NodeTypeName(node.type())));
   return std::nullopt;
@@ -265,12 +192,6 @@ bool IsTomlSafe(std::string_view text) {
   } catch (const toml::parse_error&) {
     return false;
   }
-}
-
-std::string_view Trim(std::string_view text) {
-  std::size_t begin = text.find_first_not_of(" \t");
-  if (begin == std::string_view::npos) return {};
-  return text.substr(begin, text.find_last_not_of(" \t") - begin + 1);
 }
 
 // "a, b,c" -> {"a", "b", "c"}; empty text is the empty list, but an empty item is a mistake.
@@ -319,7 +240,7 @@ StatusOr<ConfigValue> ParseValueText(ConfigType type, std::string_view text) {
 
 // Typed access to a value; T = ConfigValue reads any type.
 template <typename T>
-const T& GetTyped(const ValueMap& values, std::string_view key) {
+const T& GetTyped(const ValueMap& values, std::string_view key, std::string_view array = {}) {
   auto it = values.find(key);
   const T* value = nullptr;
   if constexpr (std::is_same_v<T, ConfigValue>) {
@@ -328,22 +249,13 @@ const T& GetTyped(const ValueMap& values, std::string_view key) {
     if (it != values.end()) value = std::get_if<T>(&it->second);
   }
   if (value == nullptr) {
-    std::fprintf(stderr, "mailpulse: BUG: config key '%.*s' is %s\n", static_cast<int>(key.size()),
-                 key.data(), it == values.end() ? "not defined" : "read with the wrong type");
+    const std::string name =
+        array.empty() ? std::string(key) : std::string(array) + "." + std::string(key);
+    std::fprintf(stderr, "mailpulse: BUG: config key '%s' is %s\n", name.c_str(),
+                 it == values.end() ? "not defined" : "read with the wrong type");
     std::abort();
   }
   return *value;
-}
-
-std::string TomlSeconds(double seconds) {
-  // Whole seconds print as integers ("30", not "30.0"); others in the shortest form that
-  // reads back to the same double.
-  if (seconds == std::floor(seconds) && std::fabs(seconds) <= kMaxDurationSeconds) {
-    return std::to_string(static_cast<std::int64_t>(seconds));
-  }
-  char buffer[64];
-  auto [ptr, ec] = std::to_chars(buffer, buffer + sizeof buffer, seconds);
-  return ec == std::errc() ? std::string(buffer, ptr) : "0";
 }
 
 std::string TomlLiteral(const ConfigValue& value) {
@@ -363,23 +275,6 @@ std::string TomlLiteral(const ConfigValue& value) {
 
 bool IsSecret(std::string_view key) { return key.ends_with("password") || key.ends_with("secret"); }
 
-// Prefixes every line of `text` with `prefix` (help texts may span lines).
-std::string PrefixLines(std::string_view prefix, std::string_view text) {
-  std::string out(prefix);
-  for (char c : text) {
-    out += c;
-    if (c == '\n') out += prefix;
-  }
-  return out;
-}
-
-// Markdown table cells cannot contain a raw '|' or newline.
-std::string TableCell(std::string_view text) {
-  std::string out;
-  for (char c : text) out += c == '|' ? "\\|" : c == '\n' ? " " : std::string(1, c);
-  return out;
-}
-
 // TOML text for `keys` grouped by section in table order, each key under its help comment.
 template <typename LiteralFn>
 std::string RenderToml(const std::vector<ConfigKey>& keys, LiteralFn literal_of) {
@@ -395,10 +290,107 @@ std::string RenderToml(const std::vector<ConfigKey>& keys, LiteralFn literal_of)
   return out;
 }
 
-// Parses `text` and stores every value in `values`; on error returns the earliest one in the
-// file and leaves `values` partly updated.
+std::string LineOf(const std::string& origin, const toml::source_region& where) {
+  return origin + ":" + std::to_string(where.begin.line);
+}
+
+// The defaults of every section array's keys (required keys have none), built once.
+const ValueMap& ArrayDefaults(std::string_view array_name) {
+  static const auto* const defaults = [] {
+    auto* all = new std::map<std::string, ValueMap, std::less<>>();
+    for (const ConfigSectionArray& array : ConfigSectionArrays()) {
+      ValueMap& values = (*all)[std::string(array.name)];
+      for (const ConfigKey& key : array.keys) {
+        if (key.default_value.empty()) continue;
+        ErrorList errors("built-in defaults");
+        std::optional<ConfigValue> value;
+        try {
+          const toml::table t = toml::parse("v = " + std::string(key.default_value));
+          value = ConvertNode(key, key.key, *t.get("v"), errors);
+        } catch (const toml::parse_error&) {
+        }
+        if (!value) {  // the table is code: a bad default is a programming error
+          std::fprintf(stderr, "mailpulse: BUG: bad default for %.*s.%.*s\n",
+                       static_cast<int>(array.name.size()), array.name.data(),
+                       static_cast<int>(key.key.size()), key.key.data());
+          std::abort();
+        }
+        values.emplace(std::string(key.key), std::move(*value));
+      }
+    }
+    return all;
+  }();
+  return defaults->find(array_name)->second;
+}
+
+// One [[name]] table: its values over the defaults; unknown and missing keys are errors.
+ConfigEntry ParseEntry(const ConfigSectionArray& array, const toml::table& table,
+                       const std::string& origin, ErrorList& errors) {
+  const std::string prefix = std::string(array.name) + ".";
+  ValueMap values = ArrayDefaults(array.name);
+  WhereMap where;
+  std::vector<std::string_view> given;  // known keys present, converted or not
+  for (const auto& [name, node] : table) {
+    const std::string display = prefix + std::string(name.str());
+    const ConfigKey* key = FindArrayKey(array, name.str());
+    if (key != nullptr) given.push_back(key->key);
+    if (key == nullptr) {
+      std::vector<std::string> candidates;
+      for (const ConfigKey& k : array.keys) candidates.push_back(prefix + std::string(k.key));
+      errors.Add(name.source(), "", UnknownKeyMessage(display, candidates));
+    } else if (std::optional<ConfigValue> value = ConvertNode(*key, display, node, errors)) {
+      where[std::string(name.str())] = LineOf(origin, node.source());
+      values.insert_or_assign(std::string(name.str()), std::move(*value));
+    }
+  }
+  for (const ConfigKey& key : array.keys) {
+    if (key.default_value.empty() &&
+        std::find(given.begin(), given.end(), key.key) == given.end()) {
+      errors.Add(table.source(), "",
+                 "[[" + std::string(array.name) + "]] lacks the required key " +
+                     Quote(prefix + std::string(key.key)));
+    }
+  }
+  return ConfigEntry::Make(std::string(array.name), std::move(values), std::move(where),
+                           LineOf(origin, table.source()));
+}
+
+// `node` is what the file holds under a section array's name: it must be [[name]] tables.
+void ApplySectionArray(const ConfigSectionArray& array, const toml::key& name,
+                       const toml::node& node, const std::string& origin, ErrorList& errors,
+                       std::vector<ConfigEntry>* entries) {
+  const toml::array* list = node.as_array();
+  if (list == nullptr || !list->is_array_of_tables()) {
+    errors.Add(name.source(), "",
+               Quote(name.str()) + " holds one section per item: write each as [[" +
+                   std::string(array.name) + "]]");
+    return;
+  }
+  for (const toml::node& element : *list) {
+    entries->push_back(ParseEntry(array, *element.as_table(), origin, errors));
+  }
+}
+
+// One [section] of plain keys.
+void ApplySection(const toml::key& section_name, const toml::table& section,
+                  const std::string& origin, ErrorList& errors, ValueMap& values, WhereMap* where) {
+  for (const auto& [name, node] : section) {
+    std::string full_name = std::string(section_name.str()) + "." + std::string(name.str());
+    const ConfigKey* key = FindKey(full_name);
+    if (key == nullptr) {
+      errors.Add(name.source(), "", UnknownKeyMessage(full_name));
+    } else if (std::optional<ConfigValue> value = ConvertNode(*key, full_name, node, errors)) {
+      if (where != nullptr) (*where)[full_name] = LineOf(origin, node.source());
+      values.insert_or_assign(std::move(full_name), std::move(*value));
+    }
+  }
+}
+
+// Parses `text` and stores every value in `values` (and section arrays in `entries`, when
+// given); on error returns the earliest one in the file and leaves the maps partly updated.
 Status ApplyToml(std::string_view text, const std::string& origin, ValueMap& values,
-                 std::map<std::string, std::string, std::less<>>* where) {
+                 WhereMap* where,
+                 std::map<std::string, std::vector<ConfigEntry>, std::less<>>* entries) {
   ErrorList errors(origin);
   toml::table root;
   try {
@@ -409,6 +401,12 @@ Status ApplyToml(std::string_view text, const std::string& origin, ValueMap& val
   }
   const std::vector<std::string_view> sections = Sections(ConfigKeys());
   for (const auto& [section_name, section_node] : root) {
+    if (const ConfigSectionArray* array = FindSectionArray(section_name.str());
+        array != nullptr && entries != nullptr) {
+      ApplySectionArray(*array, section_name, section_node, origin, errors,
+                        &(*entries)[std::string(array->name)]);
+      continue;
+    }
     const toml::table* section = section_node.as_table();
     if (section == nullptr) {
       errors.Add(section_name.source(), "",
@@ -420,20 +418,28 @@ Status ApplyToml(std::string_view text, const std::string& origin, ValueMap& val
     if (!known && section->empty()) {
       errors.Add(section_name.source(), "", "unknown section " + Quote(section_name.str()));
     }
-    for (const auto& [name, node] : *section) {
-      std::string full_name = std::string(section_name.str()) + "." + std::string(name.str());
-      const ConfigKey* key = FindKey(full_name);
-      if (key == nullptr) {
-        errors.Add(name.source(), "", UnknownKeyMessage(full_name));
-      } else if (std::optional<ConfigValue> value = ConvertNode(*key, node, errors)) {
-        if (where != nullptr) {
-          (*where)[full_name] = origin + ":" + std::to_string(node.source().begin.line);
-        }
-        values.insert_or_assign(std::move(full_name), std::move(*value));
-      }
-    }
+    ApplySection(section_name, *section, origin, errors, values, where);
   }
   return errors.First();
+}
+
+// A section array's entries as TOML, every key of each entry, secrets redacted.
+std::string RenderEntries(const ConfigSectionArray& array,
+                          const std::vector<const ValueMap*>& values) {
+  std::string out =
+      "\n" + PrefixLines("# ", "[[" + std::string(array.name) + "]]: " + std::string(array.help)) +
+      "\n";
+  if (values.empty()) out += "# (none)\n";
+  for (const ValueMap* entry : values) {
+    out += "[[" + std::string(array.name) + "]]\n";
+    for (const ConfigKey& key : array.keys) {
+      auto it = entry->find(key.key);
+      if (it == entry->end()) continue;
+      out += std::string(key.key) + " = " +
+             (IsSecret(key.key) ? TomlString("<redacted>") : TomlLiteral(it->second)) + "\n";
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -443,7 +449,10 @@ Config Config::Defaults() {
     Config config;
     std::string text =
         RenderToml(ConfigKeys(), [](const ConfigKey& key) { return key.default_value; });
-    if (Status status = ApplyToml(text, "built-in defaults", config.values_, nullptr);
+    for (const ConfigSectionArray& array : ConfigSectionArrays()) {
+      config.entries_[std::string(array.name)];
+    }
+    if (Status status = ApplyToml(text, "built-in defaults", config.values_, nullptr, nullptr);
         !status.ok()) {
       // The table is code, not input: a bad default can only be a programming error.
       std::fprintf(stderr, "mailpulse: BUG: %s\n", status.message().c_str());
@@ -461,7 +470,8 @@ std::string Config::Where(std::string_view key) const {
 
 StatusOr<Config> Config::Parse(std::string_view text, const std::string& origin) {
   Config config = Defaults();
-  if (Status status = ApplyToml(text, origin, config.values_, &config.where_); !status.ok()) {
+  if (Status status = ApplyToml(text, origin, config.values_, &config.where_, &config.entries_);
+      !status.ok()) {
     return status;
   }
   return config;
@@ -513,7 +523,63 @@ const std::vector<std::string>& Config::GetStringList(std::string_view key) cons
 
 double Config::GetSeconds(std::string_view key) const { return GetTyped<double>(values_, key); }
 
-std::string Config::Dump() const { return DumpKeys(ConfigKeys()); }
+const std::vector<ConfigEntry>& Config::Entries(std::string_view section_array) const {
+  auto it = entries_.find(section_array);
+  if (it == entries_.end()) {
+    std::fprintf(stderr, "mailpulse: BUG: no config section array '%.*s'\n",
+                 static_cast<int>(section_array.size()), section_array.data());
+    std::abort();
+  }
+  return it->second;
+}
+
+std::string Config::Dump() const {
+  std::string out = DumpKeys(ConfigKeys());
+  for (const ConfigSectionArray& array : ConfigSectionArrays()) {
+    std::vector<const ValueMap*> values;
+    for (const ConfigEntry& entry : Entries(array.name)) values.push_back(&entry.values_);
+    out += RenderEntries(array, values);
+  }
+  return out;
+}
+
+ConfigEntry ConfigEntry::Make(std::string array, ConfigValueMap values,
+                              std::map<std::string, std::string, std::less<>> where,
+                              std::string header_where) {
+  ConfigEntry entry;
+  entry.array_ = std::move(array);
+  entry.values_ = std::move(values);
+  entry.where_ = std::move(where);
+  entry.header_where_ = std::move(header_where);
+  return entry;
+}
+
+const std::string& ConfigEntry::GetString(std::string_view key) const {
+  return GetTyped<std::string>(values_, key, array_);
+}
+
+std::int64_t ConfigEntry::GetInt(std::string_view key) const {
+  return GetTyped<std::int64_t>(values_, key, array_);
+}
+
+bool ConfigEntry::GetBool(std::string_view key) const {
+  return GetTyped<bool>(values_, key, array_);
+}
+
+const std::vector<std::string>& ConfigEntry::GetStringList(std::string_view key) const {
+  return GetTyped<std::vector<std::string>>(values_, key, array_);
+}
+
+double ConfigEntry::GetSeconds(std::string_view key) const {
+  return GetTyped<double>(values_, key, array_);
+}
+
+bool ConfigEntry::IsSet(std::string_view key) const { return where_.contains(key); }
+
+std::string ConfigEntry::Where(std::string_view key) const {
+  auto it = where_.find(key);
+  return it == where_.end() ? header_where_ : it->second;
+}
 
 std::string Config::DumpKeys(const std::vector<ConfigKey>& keys) const {
   return "# mailpulse effective configuration. Durations are in seconds; secrets are redacted.\n" +
@@ -544,6 +610,18 @@ std::string RenderConfigReference() {
       out += "| `" + std::string(key.key) + "` | " + std::string(NamesOf(key.type).word) + " | `" +
              TableCell(key.default_value) + "` | " + (key.reloadable ? "yes" : "no") + " | " +
              TableCell(key.help) + " |\n";
+    }
+  }
+  for (const ConfigSectionArray& array : ConfigSectionArrays()) {
+    out += "\n## [[" + std::string(array.name) + "]]\n\n" + std::string(array.help) + "\n\n";
+    out += "| key | type | default | reloadable | description |\n";
+    out += "| --- | --- | --- | --- | --- |\n";
+    for (const ConfigKey& key : array.keys) {
+      const std::string default_text =
+          key.default_value.empty() ? "required" : "`" + TableCell(key.default_value) + "`";
+      out += "| `" + std::string(array.name) + "." + std::string(key.key) + "` | " +
+             std::string(NamesOf(key.type).word) + " | " + default_text + " | " +
+             (key.reloadable ? "yes" : "no") + " | " + TableCell(key.help) + " |\n";
     }
   }
   return out;

@@ -1,6 +1,6 @@
 // The one table of configuration keys for both programs. Adding a key here adds it to the
 // parser, --check-config, --dump-config and docs/config.md.
-// Neither program reloads its configuration yet, so no key is marked reloadable.
+// Keys marked reloadable take effect on SIGHUP (mailpulse-probe); the others need a restart.
 #include "shared/config.h"
 
 namespace mailpulse {
@@ -36,12 +36,81 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"milter.timeout", ConfigType::kDuration, "30", false,
        "libmilter's I/O timeout towards the MTA."},
 
+      {"probe.name", ConfigType::kString, R"("")", false,
+       "Name of this probe in its events (src of probe results). Empty: the host name."},
+      {"probe.user", ConfigType::kString, R"("mailpulse")", false,
+       "When started as root, switch to this user (and its group) after binding sockets. "
+       "Password and CA files must be readable by it for a reload to reread them."},
       {"probe.metrics_listen", ConfigType::kString, R"("127.0.0.1:9798")", false,
        "ADDRESS:PORT for the probe's HTTP /metrics endpoint. Empty disables it."},
       {"probe.event_socket", ConfigType::kString, R"("unix:/run/mailpulse/events.sock")", false,
-       "The shared event socket the probe owns and the milters report to."},
+       "The shared event socket the probe owns and the milters report to (unix:/path, mode "
+       "0660, or HOST:PORT). Empty: no event socket."},
+      {"probe.event_socket_group", ConfigType::kString, R"("")", false,
+       "Group of the unix event socket, so milters running as another user can connect. "
+       "Empty: the group of probe.user."},
+      {"probe.report_to", ConfigType::kString, R"("")", false,
+       "Another mailpulse-probe's event socket (unix:/path or HOST:PORT) to send every check "
+       "result to as a probe-result event, e.g. a central probe. Empty: results stay local."},
+      {"probe.max_concurrent_checks", ConfigType::kInt, "64", true,
+       "At most this many checks run at once; due checks wait their turn in order."},
+      {"probe.jitter_percent", ConfigType::kInt, "10", true,
+       "Each interval is stretched or shrunk at random by up to this percentage (0 to 50), and "
+       "first checks are spread over one interval, so targets do not fire in lockstep."},
   };
   return keys;
+}
+
+// Reloadable: a SIGHUP applies new, changed and removed targets without a restart; a target
+// whose check is running finishes it with the old settings.
+const std::vector<ConfigSectionArray>& ConfigSectionArrays() {
+  static const std::vector<ConfigSectionArray> arrays = {
+      {"target",
+       "One SMTP endpoint mailpulse-probe checks on a schedule; write one [[target]] section "
+       "per endpoint. The keys mirror the options of `mailpulse-probe check` (docs/probe.md).",
+       {
+           {"name", ConfigType::kString, "", true,
+            "The target's name: the `target` label of its metrics and its name in logs and "
+            "events. Letters, digits and . _ - : only; unique."},
+           {"host", ConfigType::kString, "", true,
+            "DNS name or IP address of the server (an IPv6 address without brackets)."},
+           {"port", ConfigType::kInt, "0", true,
+            "TCP port. 0: 25, or 465 with tls = \"implicit\"."},
+           {"tls", ConfigType::kString, R"("none")", true,
+            "none, starttls (RFC 3207) or implicit (TLS from the first byte, port 465)."},
+           {"tls_name", ConfigType::kString, R"("")", true,
+            "SNI and the name the certificate must carry. Empty: host."},
+           {"verify", ConfigType::kBool, "true", true,
+            "Verify the certificate chain and name; false only collects its facts."},
+           {"ca_file", ConfigType::kString, R"("")", true,
+            "PEM file of CA certificates to trust instead of the system store."},
+           {"family", ConfigType::kString, R"("any")", true, "any, ipv4 or ipv6."},
+           {"helo", ConfigType::kString, R"("")", true, "EHLO/HELO name. Empty: the host name."},
+           {"auth_user", ConfigType::kString, R"("")", true,
+            "AUTH as this user after TLS (PLAIN if offered, else LOGIN)."},
+           {"auth_password_file", ConfigType::kString, R"("")", true,
+            "File holding the AUTH password on its first line; it must not be readable by "
+            "group or others. Needed with auth_user."},
+           {"send", ConfigType::kBool, "false", true,
+            "Send a small synthetic message (MAIL, RCPT, DATA); needs `to`."},
+           {"from", ConfigType::kString, R"("")", true,
+            "Envelope sender of the message (\"\" is the null sender)."},
+           {"to", ConfigType::kStringList, "[]", true, "Envelope recipients of the message."},
+           {"interval", ConfigType::kDuration, "60", true, "How often the target is checked."},
+           {"timeout", ConfigType::kDuration, "10", true, "Deadline of one whole check."},
+           {"phase_timeout", ConfigType::kDuration, "0", true,
+            "Deadline of each phase (DNS and connect included). 0: the same as timeout."},
+           {"warn", ConfigType::kDuration, "0", true,
+            "A check slower than this is in WARNING state. 0: no threshold."},
+           {"crit", ConfigType::kDuration, "0", true,
+            "A check slower than this is in CRITICAL state. 0: no threshold."},
+           {"cert_warn_days", ConfigType::kInt, "21", true,
+            "WARNING when the certificate expires within this many days. -1: no threshold."},
+           {"cert_crit_days", ConfigType::kInt, "7", true,
+            "CRITICAL when the certificate expires within this many days. -1: no threshold."},
+       }},
+  };
+  return arrays;
 }
 
 }  // namespace mailpulse

@@ -25,6 +25,7 @@ class ConfigTestPeer {
 
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -351,6 +352,146 @@ TEST(ConfigWhereTest, NamesFileAndLineCommandLineOrDefault) {
   EXPECT_EQ(config->Where("milter.socket"), "built-in default");
   ASSERT_TRUE(config->Set("milter.socket", "unix:/tmp/m.sock").ok());
   EXPECT_EQ(config->Where("milter.socket"), "command line");
+}
+
+}  // namespace
+}  // namespace mailpulse
+
+namespace mailpulse {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+constexpr char kTwoTargets[] = R"(
+[probe]
+max_concurrent_checks = 8
+
+[[target]]
+name = "mx1"
+host = "mx1.example.org"
+tls = "starttls"
+to = ["a@example.org"]
+
+[[target]]
+name = "submission"
+host = "192.0.2.1"
+port = 587
+interval = "30s"
+)";
+
+TEST(ConfigSectionArrayTest, EntriesComeInFileOrderWithDefaultsFilledIn) {
+  auto config = Config::Parse(kTwoTargets, "t.toml");
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  const std::vector<ConfigEntry>& targets = config->Entries("target");
+  ASSERT_EQ(targets.size(), 2u);
+  EXPECT_EQ(targets[0].GetString("name"), "mx1");
+  EXPECT_EQ(targets[0].GetString("tls"), "starttls");
+  EXPECT_EQ(targets[0].GetInt("port"), 0);  // the default
+  EXPECT_EQ(targets[0].GetStringList("to"), std::vector<std::string>{"a@example.org"});
+  EXPECT_DOUBLE_EQ(targets[0].GetSeconds("interval"), 60.0);
+  EXPECT_TRUE(targets[0].GetBool("verify"));
+  EXPECT_EQ(targets[1].GetString("name"), "submission");
+  EXPECT_EQ(targets[1].GetInt("port"), 587);
+  EXPECT_DOUBLE_EQ(targets[1].GetSeconds("interval"), 30.0);
+  EXPECT_EQ(config->GetInt("probe.max_concurrent_checks"), 8);
+}
+
+TEST(ConfigSectionArrayTest, NoEntriesIsAnEmptyList) {
+  EXPECT_TRUE(Config::Defaults().Entries("target").empty());
+  auto config = Config::Parse("[probe]\nname = \"p\"\n", "t.toml");
+  ASSERT_TRUE(config.ok());
+  EXPECT_TRUE(config->Entries("target").empty());
+}
+
+TEST(ConfigSectionArrayTest, WhereNamesTheValueLineOrElseTheHeaderLine) {
+  auto config = Config::Parse(kTwoTargets, "t.toml");
+  ASSERT_TRUE(config.ok());
+  const ConfigEntry& submission = config->Entries("target")[1];
+  EXPECT_EQ(submission.where(), "t.toml:11");
+  EXPECT_EQ(submission.Where("port"), "t.toml:14");
+  EXPECT_TRUE(submission.IsSet("port"));
+  EXPECT_EQ(submission.Where("tls"), "t.toml:11");
+  EXPECT_FALSE(submission.IsSet("tls"));
+}
+
+TEST(ConfigSectionArrayTest, UnknownKeySuggestsTheClosestKeyOfTheSection) {
+  EXPECT_EQ(ParseError("[[target]]\nname = \"a\"\nhost = \"h\"\nprot = 25\n"),
+            "test.toml:4:1: unknown key 'target.prot' (did you mean 'target.port'?)");
+}
+
+TEST(ConfigSectionArrayTest, MissingRequiredKeyNamesTheSectionHeader) {
+  EXPECT_EQ(ParseError("\n[[target]]\nname = \"a\"\n"),
+            "test.toml:2:1: [[target]] lacks the required key 'target.host'");
+}
+
+TEST(ConfigSectionArrayTest, WrongTypeNamesFileLineAndKey) {
+  EXPECT_EQ(ParseError("[[target]]\nname = \"a\"\nhost = \"h\"\nport = \"25\"\n"),
+            "test.toml:4:8: target.port: expected an integer, got a string");
+  EXPECT_THAT(ParseError("[[target]]\nname = \"a\"\nhost = \"h\"\ninterval = \"often\"\n"),
+              StartsWith("test.toml:4:12: target.interval: bad duration 'often'"));
+}
+
+TEST(ConfigSectionArrayTest, SingleBracketsAreAnErrorThatSaysHowToWriteIt) {
+  EXPECT_THAT(ParseError("[target]\nname = \"a\"\nhost = \"h\"\n"),
+              AllOf(StartsWith("test.toml:1:"), HasSubstr("write each as [[target]]")));
+  EXPECT_THAT(ParseError("target = 5\n"), HasSubstr("write each as [[target]]"));
+}
+
+TEST(ConfigSectionArrayTest, TheFirstErrorInTheFileIsReported) {
+  EXPECT_THAT(ParseError("[[target]]\nname = 1\nhost = \"h\"\n\n[[target]]\nprot = 1\n"),
+              StartsWith("test.toml:2:8: target.name:"));
+}
+
+TEST(ConfigSectionArrayTest, DumpParsesBackToTheSameEntries) {
+  auto config = Config::Parse(kTwoTargets, "t.toml");
+  ASSERT_TRUE(config.ok());
+  const std::string dump = config->Dump();
+  auto reread = Config::Parse(dump, "dump");
+  ASSERT_TRUE(reread.ok()) << reread.status().message() << "\n" << dump;
+  ASSERT_EQ(reread->Entries("target").size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    const ConfigEntry& a = config->Entries("target")[i];
+    const ConfigEntry& b = reread->Entries("target")[i];
+    for (const ConfigKey& key : ConfigSectionArrays()[0].keys) {
+      switch (key.type) {
+        case ConfigType::kString:
+          EXPECT_EQ(a.GetString(key.key), b.GetString(key.key)) << key.key;
+          break;
+        case ConfigType::kInt:
+          EXPECT_EQ(a.GetInt(key.key), b.GetInt(key.key)) << key.key;
+          break;
+        case ConfigType::kBool:
+          EXPECT_EQ(a.GetBool(key.key), b.GetBool(key.key)) << key.key;
+          break;
+        case ConfigType::kStringList:
+          EXPECT_EQ(a.GetStringList(key.key), b.GetStringList(key.key)) << key.key;
+          break;
+        case ConfigType::kDuration:
+          EXPECT_EQ(a.GetSeconds(key.key), b.GetSeconds(key.key)) << key.key;
+          break;
+      }
+    }
+  }
+}
+
+TEST(ConfigSectionArrayTest, ReferenceListsEveryKeyAndMarksTheRequiredOnes) {
+  const std::string reference = RenderConfigReference();
+  const std::size_t section_at = reference.find("\n## [[target]]\n");
+  ASSERT_NE(section_at, std::string::npos);
+  EXPECT_THAT(reference, HasSubstr("| `target.host` | string | required | yes |"));
+  EXPECT_THAT(reference, HasSubstr("| `target.interval` | duration | `60` | yes |"));
+  for (const ConfigKey& key : ConfigSectionArrays()[0].keys) {
+    EXPECT_GT(reference.find("| `target." + std::string(key.key) + "` |"), section_at) << key.key;
+  }
+}
+
+TEST(ConfigSectionArrayDeathTest, UnknownArrayOrKeyAborts) {
+  EXPECT_DEATH(Config::Defaults().Entries("targets"), "targets");
+  auto config = Config::Parse(kTwoTargets, "t.toml");
+  ASSERT_TRUE(config.ok());
+  EXPECT_DEATH(config->Entries("target")[0].GetInt("name"), "target.name");
 }
 
 }  // namespace

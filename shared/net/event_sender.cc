@@ -1,4 +1,4 @@
-#include "milter/event_sender.h"
+#include "shared/net/event_sender.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>

@@ -1,4 +1,4 @@
-#include "milter/metrics_http.h"
+#include "shared/net/metrics_http.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
