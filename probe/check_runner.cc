@@ -18,6 +18,7 @@
 #include <optional>
 #include <utility>
 
+#include "probe/address_lookup.h"
 #include "shared/libevent_ptr.h"
 #include "shared/logging.h"
 
@@ -73,167 +74,6 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-struct SocketAddress {
-  sockaddr_storage storage{};
-  socklen_t length = 0;
-
-  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
-  int family() const { return storage.ss_family; }
-  std::string ToString() const {
-    char text[INET6_ADDRSTRLEN] = "?";
-    std::uint16_t port = 0;
-    if (family() == AF_INET) {
-      const auto* in = reinterpret_cast<const sockaddr_in*>(&storage);
-      evutil_inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
-      port = ntohs(in->sin_port);
-      return std::string(text) + ":" + std::to_string(port);
-    }
-    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&storage);
-    evutil_inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
-    port = ntohs(in6->sin6_port);
-    return "[" + std::string(text) + "]:" + std::to_string(port);
-  }
-};
-
-// A literal IPv4 or IPv6 address (no brackets), or nullopt for a name.
-std::optional<SocketAddress> ParseLiteral(const std::string& host, std::uint16_t port) {
-  SocketAddress a;
-  auto* in = reinterpret_cast<sockaddr_in*>(&a.storage);
-  auto* in6 = reinterpret_cast<sockaddr_in6*>(&a.storage);
-  if (evutil_inet_pton(AF_INET, host.c_str(), &in->sin_addr) == 1) {
-    in->sin_family = AF_INET;
-    in->sin_port = htons(port);
-    a.length = sizeof(sockaddr_in);
-    return a;
-  }
-  if (evutil_inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(port);
-    a.length = sizeof(sockaddr_in6);
-    return a;
-  }
-  return std::nullopt;
-}
-
-bool FamilyAllowed(AddressFamily want, int family) {
-  return want == AddressFamily::kAny || (want == AddressFamily::kIpv4 && family == AF_INET) ||
-         (want == AddressFamily::kIpv6 && family == AF_INET6);
-}
-
-struct BioDeleter {
-  void operator()(BIO* b) const noexcept { BIO_free(b); }
-};
-struct GeneralNamesDeleter {
-  void operator()(GENERAL_NAMES* n) const noexcept { GENERAL_NAMES_free(n); }
-};
-struct AddrInfoDeleter {
-  void operator()(evutil_addrinfo* a) const noexcept { evutil_freeaddrinfo(a); }
-};
-
-}  // namespace
-
-std::string Printable(std::string_view s, std::size_t max_length, std::string_view also_escape) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (out.size() >= max_length) {
-      out += "...";
-      break;
-    }
-    if (c >= 0x20 && c < 0x7f && also_escape.find(static_cast<char>(c)) == std::string_view::npos) {
-      out += static_cast<char>(c);
-    } else {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\x%02x", c);
-      out += hex;
-    }
-  }
-  return out;
-}
-
-namespace {
-
-std::string NameText(const X509_NAME* name) {
-  std::unique_ptr<BIO, BioDeleter> bio(BIO_new(BIO_s_mem()));
-  if (!bio || X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253) < 0) return "";
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(bio.get(), &data);
-  return n > 0 ? Printable(std::string_view(data, static_cast<std::size_t>(n))) : "";
-}
-
-std::vector<std::string> SubjectAltNames(X509* cert) {
-  std::vector<std::string> out;
-  std::unique_ptr<GENERAL_NAMES, GeneralNamesDeleter> names(
-      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
-  if (!names) return out;
-  for (int i = 0; i < sk_GENERAL_NAME_num(names.get()); ++i) {
-    const GENERAL_NAME* n = sk_GENERAL_NAME_value(names.get(), i);
-    if (n->type == GEN_DNS || n->type == GEN_EMAIL) {
-      const ASN1_STRING* s = n->type == GEN_DNS ? n->d.dNSName : n->d.rfc822Name;
-      const std::string_view text(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
-                                  static_cast<std::size_t>(ASN1_STRING_length(s)));
-      out.push_back((n->type == GEN_DNS ? "DNS:" : "email:") + Printable(text));
-    } else if (n->type == GEN_IPADD) {
-      const int len = ASN1_STRING_length(n->d.iPAddress);
-      char text[INET6_ADDRSTRLEN] = "";
-      if ((len == 4 || len == 16) &&
-          evutil_inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(n->d.iPAddress),
-                           text, sizeof text)) {
-        out.push_back(std::string("IP:") + text);
-      }
-    }
-  }
-  return out;
-}
-
-void CollectTlsFacts(SSL* ssl, bool verify, TlsFacts* facts) {
-  facts->established = true;
-  facts->version = SSL_get_version(ssl);
-  if (const SSL_CIPHER* c = SSL_get_current_cipher(ssl)) facts->cipher = SSL_CIPHER_get_name(c);
-  X509* cert = SSL_get0_peer_certificate(ssl);
-  if (cert != nullptr) {
-    facts->subject = NameText(X509_get_subject_name(cert));
-    facts->issuer = NameText(X509_get_issuer_name(cert));
-    facts->subject_alt_names = SubjectAltNames(cert);
-    std::tm tm{};
-    if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1) facts->not_after_unix = timegm(&tm);
-  }
-  if (!verify) return;
-  const long result = SSL_get_verify_result(ssl);
-  if (cert == nullptr) {
-    facts->verify_error = "no certificate presented";
-  } else if (result != X509_V_OK) {
-    facts->verify_error = X509_verify_cert_error_string(result);
-  } else {
-    facts->verified = true;
-  }
-}
-
-// An OpenSSL error queue entry as its reason alone ("wrong version number").
-std::string OpenSslErrorText(unsigned long e) {
-  if (ERR_SYSTEM_ERROR(e)) return ErrnoText(ERR_GET_REASON(e));
-  if (const char* reason = ERR_reason_error_string(e)) return reason;
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return buf;
-}
-
-// OpenSSL's reasons for a failed handshake, oldest first ("wrong version number",
-// "sslv3 alert handshake failure"), or what the socket said.
-std::string HandshakeFailureReason(bufferevent* bev, short events) {
-  std::string reason;
-  while (const unsigned long e = bufferevent_get_openssl_error(bev)) {
-    // libevent also files SSL_get_error() codes here (1 for SSL_ERROR_SSL): no reason text.
-    if (ERR_GET_LIB(e) == 0) continue;
-    const std::string text = OpenSslErrorText(e);
-    if (reason.find(text) == std::string::npos) reason += (reason.empty() ? "" : "; ") + text;
-  }
-  if (!reason.empty()) return reason;
-  if ((events & BEV_EVENT_ERROR) != 0 && EVUTIL_SOCKET_ERROR() != 0) {
-    return evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
-  }
-  return "connection closed during the TLS handshake";
-}
-
 // Runs `f` for a libevent or evdns callback: nothing may throw across the C boundary.
 template <typename F>
 void Guarded(const char* what, F&& f) noexcept {
@@ -247,24 +87,6 @@ void Guarded(const char* what, F&& f) noexcept {
 }
 
 }  // namespace
-
-StatusOr<SslCtxPtr> NewClientTlsContext(const std::string& ca_file, bool verify) {
-  SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
-  if (!ctx) return Status::Error("SSL_CTX_new failed");
-  SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);
-  if (!verify) return ctx;
-  const int ok = ca_file.empty()
-                     ? SSL_CTX_set_default_verify_paths(ctx.get())
-                     : SSL_CTX_load_verify_locations(ctx.get(), ca_file.c_str(), nullptr);
-  if (ok != 1) {
-    const unsigned long e = ERR_get_error();  // the first error is the root cause
-    const std::string reason = e != 0 ? OpenSslErrorText(e) : "unknown error";
-    ERR_clear_error();
-    return Status::Error(ca_file.empty() ? "system CA store: " + reason
-                                         : "CA file " + ca_file + ": " + reason);
-  }
-  return ctx;
-}
 
 class CheckRunner::Impl {
  public:
@@ -288,15 +110,6 @@ class CheckRunner::Impl {
   void Start();
 
  private:
-  // The evdns callback's argument: handed to evdns in Resolve and reclaimed by OnDnsAnswer,
-  // which evdns calls exactly once (also after a cancel, later, from the loop). `owner` is
-  // cleared when the runner cancels, so a late answer finds nobody to tell.
-  struct DnsLookup {
-    Impl* owner = nullptr;
-    evdns_getaddrinfo_request* request = nullptr;
-  };
-
-  static void OnDnsAnswer(int error, evutil_addrinfo* answers, void* arg) noexcept;
   static void OnConnectWritable(evutil_socket_t fd, short, void* arg) noexcept;
   static void OnRead(bufferevent*, void* arg) noexcept;
   static void OnSocketOutput(evbuffer*, const evbuffer_cb_info* info, void* arg) noexcept;
@@ -309,7 +122,7 @@ class CheckRunner::Impl {
   template <typename F>
   void Guard(const char* what, F&& f) noexcept;
   void Resolve();
-  void HandleDnsAnswer(int error, evutil_addrinfo* answers);
+  void HandleDnsAnswer(StatusOr<std::vector<SocketAddress>> answer);
   void CancelDns();
   void Connect();
   void TryNextAddress(int last_error);
@@ -347,7 +160,7 @@ class CheckRunner::Impl {
   EventPtr overall_timer_;
   EventPtr done_event_;
   EventPtr connect_event_;
-  DnsLookup* dns_lookup_ = nullptr;  // not owned; see DnsLookup
+  std::unique_ptr<AddressLookup> dns_lookup_;
   std::vector<SocketAddress> addresses_;
   std::size_t next_address_ = 0;
   UniqueFd connecting_fd_;
@@ -386,7 +199,7 @@ void CheckRunner::Impl::Start() {
   check_start_ = Clock::now();
   const timeval overall = ToTimeval(options_.overall_timeout_seconds);
   event_add(overall_timer_.get(), &overall);
-  if (std::optional<SocketAddress> literal = ParseLiteral(options_.host, options_.port)) {
+  if (std::optional<SocketAddress> literal = ParseLiteralAddress(options_.host, options_.port)) {
     if (!FamilyAllowed(options_.family, literal->family())) {
       FailBeforeSession(FailureKind::kDnsFailure, Phase::kDns,
                         options_.host + " is not an address of the requested family");
@@ -405,63 +218,26 @@ void CheckRunner::Impl::Resolve() {
     FailBeforeSession(FailureKind::kDnsFailure, Phase::kDns, "no resolver configured");
     return;
   }
-  evutil_addrinfo hints{};
-  hints.ai_family = options_.family == AddressFamily::kIpv4   ? AF_INET
-                    : options_.family == AddressFamily::kIpv6 ? AF_INET6
-                                                              : AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_protocol = IPPROTO_TCP;
-  auto lookup = std::make_unique<DnsLookup>();
-  lookup->owner = this;
-  dns_lookup_ = lookup.get();
-  // Hand-off: OnDnsAnswer reclaims the lookup. It may run before evdns_getaddrinfo returns
-  // (hosts file, immediate errors); then dns_lookup_ is already null here.
-  evdns_getaddrinfo_request* request =
-      evdns_getaddrinfo(dns_, options_.host.c_str(), std::to_string(options_.port).c_str(), &hints,
-                        &Impl::OnDnsAnswer, lookup.release());
-  if (dns_lookup_ != nullptr) dns_lookup_->request = request;
+  dns_lookup_ = std::make_unique<AddressLookup>(
+      dns_, options_.host, options_.port, options_.family,
+      [this](StatusOr<std::vector<SocketAddress>> answer) {
+        Guard("dns answer", [&] { HandleDnsAnswer(std::move(answer)); });
+      });
+  dns_lookup_->Start();
 }
 
-void CheckRunner::Impl::OnDnsAnswer(int error, evutil_addrinfo* answers, void* arg) noexcept {
-  std::unique_ptr<DnsLookup> lookup(static_cast<DnsLookup*>(arg));
-  std::unique_ptr<evutil_addrinfo, AddrInfoDeleter> owned(answers);
-  if (lookup->owner == nullptr) return;  // cancelled: the runner moved on or is gone
-  Impl* self = lookup->owner;
-  self->dns_lookup_ = nullptr;
-  self->Guard("dns answer", [&] { self->HandleDnsAnswer(error, answers); });
-}
-
-void CheckRunner::Impl::HandleDnsAnswer(int error, evutil_addrinfo* answers) {
-  if (error != 0) {
-    FailBeforeSession(FailureKind::kDnsFailure, Phase::kDns,
-                      options_.host + ": " + evutil_gai_strerror(error));
+void CheckRunner::Impl::HandleDnsAnswer(StatusOr<std::vector<SocketAddress>> answer) {
+  if (!answer.ok()) {
+    FailBeforeSession(FailureKind::kDnsFailure, Phase::kDns, answer.status().message());
     return;
   }
-  for (const evutil_addrinfo* a = answers; a != nullptr; a = a->ai_next) {
-    if (a->ai_addrlen > sizeof(sockaddr_storage) || !FamilyAllowed(options_.family, a->ai_family)) {
-      continue;
-    }
-    SocketAddress sa;
-    std::memcpy(&sa.storage, a->ai_addr, a->ai_addrlen);
-    sa.length = static_cast<socklen_t>(a->ai_addrlen);
-    addresses_.push_back(sa);
-  }
-  if (addresses_.empty()) {
-    FailBeforeSession(FailureKind::kDnsFailure, Phase::kDns,
-                      options_.host + ": no address of the requested family");
-    return;
-  }
+  addresses_ = std::move(*answer);
   MP_LOG_DEBUG("%s: resolved to %s (%zu addresses)", target_.c_str(),
                addresses_.front().ToString().c_str(), addresses_.size());
   Connect();
 }
 
-void CheckRunner::Impl::CancelDns() {
-  if (dns_lookup_ == nullptr) return;
-  DnsLookup* lookup = std::exchange(dns_lookup_, nullptr);
-  lookup->owner = nullptr;
-  if (lookup->request != nullptr) evdns_getaddrinfo_cancel(lookup->request);
-}
+void CheckRunner::Impl::CancelDns() { dns_lookup_.reset(); }
 
 void CheckRunner::Impl::Connect() {
   StartPhase(Phase::kConnect);
@@ -565,7 +341,7 @@ StatusOr<SslPtr> CheckRunner::Impl::NewSsl() {
   if (tls_context_ == nullptr) return Status::Error("no TLS context configured");
   SslPtr ssl(SSL_new(tls_context_));
   if (!ssl) return Status::Error("SSL_new failed");
-  const bool literal = ParseLiteral(tls_name_, 0).has_value();
+  const bool literal = ParseLiteralAddress(tls_name_, 0).has_value();
   // SSL_set_tlsext_host_name, spelt out: the macro's C cast trips -Wold-style-cast.
   if (!literal && SSL_ctrl(ssl.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
                            const_cast<char*>(tls_name_.c_str())) != 1) {

@@ -11,7 +11,6 @@
 
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <openssl/ssl.h>
 
 #include <array>
 #include <cstdint>
@@ -20,34 +19,12 @@
 #include <string>
 #include <vector>
 
+#include "probe/address_lookup.h"
 #include "probe/smtp/smtp_session.h"
+#include "probe/tls_client.h"
 #include "shared/status.h"
 
 namespace mailpulse {
-
-// Owning OpenSSL handles (glue only; the pure libraries never see OpenSSL).
-struct SslCtxDeleter {
-  void operator()(SSL_CTX* p) const noexcept { SSL_CTX_free(p); }
-};
-struct SslDeleter {
-  void operator()(SSL* p) const noexcept { SSL_free(p); }
-};
-using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
-using SslPtr = std::unique_ptr<SSL, SslDeleter>;
-
-// A client TLS context: verification material from `ca_file` (PEM, may hold several
-// certificates), or the system CA store when it is empty; nothing is loaded when `verify` is
-// false. One context serves any number of checks; build it once per configuration, because
-// loading the system store costs milliseconds.
-// Text from a peer (replies, certificate fields) made safe for one report or status line:
-// printable ASCII kept, every other byte and those in `also_escape` written as \xNN, cut
-// with "..." once `max_length` characters are out.
-std::string Printable(std::string_view s, std::size_t max_length = std::string::npos,
-                      std::string_view also_escape = {});
-
-StatusOr<SslCtxPtr> NewClientTlsContext(const std::string& ca_file, bool verify);
-
-enum class AddressFamily { kAny, kIpv4, kIpv6 };
 
 struct CheckOptions {
   std::string host;  // a DNS name or a literal IPv4/IPv6 address (no brackets)
@@ -60,18 +37,6 @@ struct CheckOptions {
   double phase_timeout_seconds = 10;    // each phase, DNS and connect included
   double overall_timeout_seconds = 30;  // the whole check
   SessionOptions session;               // kind, TLS mode, HELO name, AUTH, envelope, message
-};
-
-struct TlsFacts {
-  bool established = false;
-  std::string version;  // "TLSv1.3"
-  std::string cipher;   // "TLS_AES_256_GCM_SHA384"
-  std::string subject;  // RFC 2253: "CN=mx.example.com,O=Example"
-  std::string issuer;
-  std::vector<std::string> subject_alt_names;  // "DNS:mx.example.com", "IP:192.0.2.1"
-  std::int64_t not_after_unix = 0;             // 0 when there is no certificate
-  bool verified = false;     // chain and name checked and good (false with verification off)
-  std::string verify_error;  // X509_verify_cert_error_string when verification failed
 };
 
 struct CheckResult {

@@ -165,4 +165,22 @@ std::string QueueIdFromReply(const SmtpReply& reply) {
   return "";
 }
 
+std::string Printable(std::string_view s, std::size_t max_length, std::string_view also_escape) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (out.size() >= max_length) {
+      out += "...";
+      break;
+    }
+    if (c >= 0x20 && c < 0x7f && also_escape.find(static_cast<char>(c)) == std::string_view::npos) {
+      out += static_cast<char>(c);
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    }
+  }
+  return out;
+}
+
 }  // namespace mailpulse

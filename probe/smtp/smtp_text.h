@@ -28,4 +28,10 @@ Capabilities ParseEhloCapabilities(const SmtpReply& reply);
 // delivery". "" when the reply names none (Exchange: "Queued mail for delivery").
 std::string QueueIdFromReply(const SmtpReply& reply);
 
+// Text from a peer (replies, certificate fields) made safe for one report or status line:
+// printable ASCII kept, every other byte and those in `also_escape` written as \xNN, cut
+// with "..." once `max_length` characters are out.
+std::string Printable(std::string_view s, std::size_t max_length = std::string::npos,
+                      std::string_view also_escape = {});
+
 }  // namespace mailpulse

@@ -1,13 +1,7 @@
-// The pure parts of `mailpulse-probe check`: the Nagios verdict and status line, certificate
-// days, target parsing, the password file rules and the synthetic message.
-#include "probe/check_command.h"
+// The Nagios verdict and status line of a check, and certificate days (probe/check_verdict.h).
+#include "probe/check_verdict.h"
 
 #include <gtest/gtest.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cstdio>
-#include <fstream>
 
 namespace mailpulse {
 namespace {
@@ -91,77 +85,6 @@ TEST(CertificateDaysLeftTest, RoundsDownAndGoesNegativeWhenExpired) {
   EXPECT_EQ(CertificateDaysLeft(kNow + 2 * kDay - 1, kNow), 1);
   EXPECT_EQ(CertificateDaysLeft(kNow + 2 * kDay, kNow), 2);
   EXPECT_LT(CertificateDaysLeft(kNow - kDay, kNow), 0);
-}
-
-TEST(ParseCheckTargetTest, DefaultPortHostPortAndIpv6) {
-  auto a = ParseCheckTarget("mx.example.com", 25);
-  ASSERT_TRUE(a.ok());
-  EXPECT_EQ(a->host, "mx.example.com");
-  EXPECT_EQ(a->port, 25);
-  auto b = ParseCheckTarget("mx.example.com:587", 25);
-  ASSERT_TRUE(b.ok());
-  EXPECT_EQ(b->port, 587);
-  auto c = ParseCheckTarget("[2001:db8::1]:465", 25);
-  ASSERT_TRUE(c.ok());
-  EXPECT_EQ(c->host, "2001:db8::1");
-  EXPECT_EQ(c->port, 465);
-  EXPECT_FALSE(ParseCheckTarget("mx.example.com:notaport", 25).ok());
-  EXPECT_FALSE(ParseCheckTarget("", 25).ok());
-}
-
-class PasswordFileTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/mailpulse-pw-XXXXXX";
-    const int fd = mkstemp(tmpl);
-    ASSERT_GE(fd, 0);
-    close(fd);
-    path_ = tmpl;
-  }
-  void TearDown() override { std::remove(path_.c_str()); }
-  void Write(const std::string& text, mode_t mode) {
-    std::ofstream(path_) << text;
-    ASSERT_EQ(chmod(path_.c_str(), mode), 0);
-  }
-  std::string path_;
-};
-
-TEST_F(PasswordFileTest, OwnerOnlyFileGivesThePasswordWithoutTheLineEnd) {
-  Write("s3cret\r\n", 0600);
-  auto pw = ReadPasswordFile(path_);
-  ASSERT_TRUE(pw.ok()) << pw.status().message();
-  EXPECT_EQ(*pw, "s3cret");
-}
-
-TEST_F(PasswordFileTest, FileReadableByGroupOrOthersIsRefusedWithoutShowingIt) {
-  for (mode_t mode : {0640, 0604, 0644}) {
-    Write("s3cret\n", mode);
-    auto pw = ReadPasswordFile(path_);
-    ASSERT_FALSE(pw.ok()) << std::oct << mode;
-    EXPECT_NE(pw.status().message().find("readable by others"), std::string::npos);
-    EXPECT_EQ(pw.status().message().find("s3cret"), std::string::npos);
-  }
-}
-
-TEST_F(PasswordFileTest, MissingFileIsAnError) {
-  EXPECT_FALSE(ReadPasswordFile(path_ + ".missing").ok());
-}
-
-TEST(ProbeMessageTest, HasTheHeadersAProbeMessageNeeds) {
-  ProbeMessageFields f;
-  f.from = "probe@example.com";
-  f.to = {"sink@example.net"};
-  f.domain = "probe.example.com";
-  f.id = "0123456789abcdef0123456789abcdef";
-  f.date = static_cast<std::time_t>(kNow);
-  const std::string m = BuildProbeMessage(f);
-  for (const char* header :
-       {"Date: ", "From: ", "To: ", "Subject: mailpulse probe",
-        "Message-ID: <0123456789abcdef0123456789abcdef.mailpulse@probe.example.com>"}) {
-    EXPECT_NE(m.find(header), std::string::npos) << header << "\n" << m;
-  }
-  EXPECT_EQ(NewProbeId().size(), 32u);
-  EXPECT_NE(NewProbeId(), NewProbeId());
 }
 
 }  // namespace
