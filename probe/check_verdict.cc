@@ -22,18 +22,6 @@ std::string Printf(const char* format, double value) {
 std::string Threshold(const std::optional<double>& t) { return t ? Printf("%g", *t) : ""; }
 std::string Threshold(const std::optional<int>& t) { return t ? std::to_string(*t) : ""; }
 
-// Phases in the order they happen: with implicit TLS the handshake precedes the banner.
-std::vector<Phase> PhaseOrder(bool implicit_tls) {
-  std::vector<Phase> order;
-  for (int i = 0; i < kPhaseCount; ++i) {
-    const auto p = static_cast<Phase>(i);
-    if (implicit_tls && p == Phase::kTlsHandshake) continue;
-    order.push_back(p);
-    if (implicit_tls && p == Phase::kConnect) order.push_back(Phase::kTlsHandshake);
-  }
-  return order;
-}
-
 double PhaseSeconds(const CheckResult& r, Phase p) {
   return r.phase_seconds[static_cast<std::size_t>(p)];
 }
@@ -116,6 +104,17 @@ std::string_view NagiosStateName(NagiosState state) {
 }
 
 std::string OneLine(std::string_view text) { return Printable(text, kMaxReasonLength, "|"); }
+
+std::vector<Phase> PhaseOrder(bool implicit_tls) {
+  std::vector<Phase> order;
+  for (int i = 0; i < kPhaseCount; ++i) {
+    const auto p = static_cast<Phase>(i);
+    if (implicit_tls && p == Phase::kTlsHandshake) continue;
+    order.push_back(p);
+    if (implicit_tls && p == Phase::kConnect) order.push_back(Phase::kTlsHandshake);
+  }
+  return order;
+}
 
 std::string FailureReason(const CheckOutcome& o) {
   std::string reason;

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "probe/check_runner.h"
 
@@ -48,6 +49,9 @@ std::string FailureReason(const CheckOutcome& outcome);
 // Server text made fit for one status or log line: printable ASCII, no "|" (the perfdata
 // separator), at most 512 characters.
 std::string OneLine(std::string_view text);
+
+// Phases in the order they happen: with implicit TLS the handshake precedes the banner.
+std::vector<Phase> PhaseOrder(bool implicit_tls);
 
 // Whole days until not_after (negative once expired), rounded down like check_http.
 std::int64_t CertificateDaysLeft(std::int64_t not_after_unix, std::int64_t now_unix);

@@ -17,8 +17,9 @@
 namespace mailpulse {
 
 StatusOr<std::unique_ptr<EventServer>> EventServer::Create(event_base* base, const Endpoint& where,
-                                                           Handler handler) {
-  std::unique_ptr<EventServer> server(new EventServer(base, std::move(handler)));
+                                                           Handler handler,
+                                                           Counter* dropped_peers) {
+  std::unique_ptr<EventServer> server(new EventServer(base, std::move(handler), dropped_peers));
   sockaddr_storage addr{};
   socklen_t len = 0;
   if (where.kind == Endpoint::Kind::kUnix) {
@@ -128,6 +129,7 @@ void EventServer::Drop(bufferevent* bev, const std::string& why) {
   MP_LOG_WARNING("event peer %s: %s; dropping the connection", it->second->name.c_str(),
                  why.c_str());
   ++dropped_peers_;
+  if (dropped_counter_ != nullptr) dropped_counter_->Inc();
   peers_.erase(it);
 }
 

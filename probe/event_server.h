@@ -14,6 +14,7 @@
 #include "shared/endpoint.h"
 #include "shared/frame_codec.h"
 #include "shared/libevent_ptr.h"
+#include "shared/metrics.h"
 #include "shared/proto/event.pb.h"
 #include "shared/status.h"
 
@@ -23,9 +24,11 @@ class EventServer {
  public:
   using Handler = std::function<void(const std::string& peer, const proto::Event& event)>;
 
-  // Binds `where`; a unix socket path is replaced if stale and made mode 0660.
+  // Binds `where`; a unix socket path is replaced if stale and made mode 0660. Every dropped
+  // peer is counted in `dropped_peers` when given (it must outlive the server).
   static StatusOr<std::unique_ptr<EventServer>> Create(event_base* base, const Endpoint& where,
-                                                       Handler handler);
+                                                       Handler handler,
+                                                       Counter* dropped_peers = nullptr);
   ~EventServer();
 
   std::size_t peers() const { return peers_.size(); }
@@ -37,7 +40,8 @@ class EventServer {
     BufferEventPtr bev;
     FrameDecoder decoder;
   };
-  EventServer(event_base* base, Handler handler) : base_(base), handler_(std::move(handler)) {}
+  EventServer(event_base* base, Handler handler, Counter* dropped_peers)
+      : base_(base), handler_(std::move(handler)), dropped_counter_(dropped_peers) {}
   static void OnAccept(evconnlistener*, evutil_socket_t fd, sockaddr* addr, int len,
                        void* self) noexcept;
   static void OnRead(bufferevent* bev, void* self) noexcept;
@@ -46,6 +50,7 @@ class EventServer {
 
   event_base* base_;
   Handler handler_;
+  Counter* dropped_counter_;
   std::string unix_path_;
   std::unique_ptr<evconnlistener, void (*)(evconnlistener*)> listener_{nullptr,
                                                                        evconnlistener_free};

@@ -1,91 +1,87 @@
-// mailpulse-probe: the companion daemon. Today it owns the shared event socket and shows what
-// the milters report (`mailpulse-probe events`) and runs one synthetic SMTP check on demand
-// (`mailpulse-probe check`, docs/probe.md); scheduled checks and the round trip come next (see
-// docs/architecture.md).
+// mailpulse-probe: the companion daemon and CLI.
+//   run     the daemon: scheduled checks of every [[target]], /metrics, the shared event socket
+//           the milters report to, SIGHUP reload (docs/probe.md, "The daemon")
+//   check   one synthetic SMTP check with a report and a Nagios status line (docs/probe.md)
+//   events  own the event socket and print each event as one JSON line (debugging)
 #include <event2/event.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "probe/check_command.h"
+#include "probe/event_json.h"
 #include "probe/event_server.h"
+#include "probe/probe_config.h"
+#include "probe/probe_daemon.h"
 #include "shared/config.h"
 #include "shared/endpoint.h"
 #include "shared/libevent_ptr.h"
 #include "shared/logging.h"
+#include "shared/net/privileges.h"
 
 namespace mailpulse {
 namespace {
 
-nlohmann::json CountersJson(const proto::TrafficCounters& c) {
-  return {{"connections", c.connections()},
-          {"tls_connections", c.tls_connections()},
-          {"messages", c.messages()},
-          {"recipients", c.recipients()},
-          {"bytes", c.bytes()},
-          {"aborts", c.aborts()}};
-}
+constexpr char kDefaultConfigPath[] = "/etc/mailpulse/mailpulse.toml";
+constexpr char kDefaultUser[] = "mailpulse";
+constexpr int kExitConfig = 78;  // EX_CONFIG, as sysexits(3)
 
-// One JSON object per event, one per line, so scripts and tests can read the stream.
-nlohmann::json EventJson(const std::string& peer, const proto::Event& event) {
-  nlohmann::json j = {{"peer", peer}};
-  if (event.has_traffic_snapshot()) {
-    const proto::TrafficSnapshot& s = event.traffic_snapshot();
-    nlohmann::json rejects = nlohmann::json::array();
-    for (const auto& r : s.rejects()) {
-      rejects.push_back({{"direction", r.direction()},
-                         {"stage", r.stage()},
-                         {"status", r.status()},
-                         {"count", r.count()}});
-    }
-    j["traffic_snapshot"] = {{"source", s.source()},
-                             {"time_unix_us", s.time_unix_us()},
-                             {"start_unix_us", s.start_unix_us()},
-                             {"inbound", CountersJson(s.inbound())},
-                             {"outbound", CountersJson(s.outbound())},
-                             {"local", CountersJson(s.local())},
-                             {"rejects", rejects},
-                             {"events_dropped", s.events_dropped()}};
-  } else {
-    j["unknown"] = true;
-  }
-  return j;
-}
+struct RunOptions {
+  std::string config_path;
+  bool foreground = false;
+  bool check_config = false;
+  bool dump_config = false;
+  std::string metrics_listen;
+  std::string event_socket;
+};
 
 void OnSignal(evutil_socket_t, short, void* base) noexcept {
   event_base_loopbreak(static_cast<event_base*>(base));
 }
 
+// The file named, else the default file if it exists, else "" (built-in defaults).
+std::string ConfigPath(const std::string& given) {
+  if (!given.empty()) return given;
+  return access(kDefaultConfigPath, F_OK) == 0 ? kDefaultConfigPath : "";
+}
+
+StatusOr<Config> LoadConfig(const std::string& path) {
+  return path.empty() ? StatusOr<Config>(Config::Defaults()) : Config::Load(path);
+}
+
 int RunEvents(const std::string& config_path, const std::string& listen) {
-  StatusOr<Config> config =
-      config_path.empty() ? StatusOr<Config>(Config::Defaults()) : Config::Load(config_path);
+  StatusOr<Config> config = LoadConfig(config_path);
   if (!config.ok()) {
     std::fprintf(stderr, "mailpulse-probe: %s\n", config.status().message().c_str());
-    return 78;
+    return kExitConfig;
   }
   if (!listen.empty()) {
     if (Status s = config->Set("probe.event_socket", listen); !s.ok()) {
       std::fprintf(stderr, "mailpulse-probe: --listen: %s\n", s.message().c_str());
-      return 78;
+      return kExitConfig;
     }
   }
   StatusOr<Endpoint> where = ParseEndpoint(config->GetString("probe.event_socket"));
   if (!where.ok()) {
     std::fprintf(stderr, "mailpulse-probe: probe.event_socket: %s\n",
                  where.status().message().c_str());
-    return 78;
+    return kExitConfig;
   }
   LogInit("mailpulse-probe", LogTarget::kStderr, LogLevel::kInfo);
   EventBasePtr base(event_base_new());
-  auto server = EventServer::Create(base.get(), *where,
-                                    [](const std::string& peer, const proto::Event& event) {
-                                      std::printf("%s\n", EventJson(peer, event).dump().c_str());
-                                      std::fflush(stdout);
-                                    });
+  auto server = EventServer::Create(
+      base.get(), *where, [](const std::string& peer, const proto::Event& event) {
+        // Peer text may be invalid UTF-8: replaced, not thrown on.
+        const std::string line =
+            EventJson(peer, event).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        std::printf("%s\n", line.c_str());
+        std::fflush(stdout);
+      });
   if (!server.ok()) {
     MP_LOG_ERROR("%s", server.status().message().c_str());
     return 1;
@@ -97,6 +93,102 @@ int RunEvents(const std::string& config_path, const std::string& listen) {
   MP_LOG_INFO("listening for milter events on %s", where->ToString().c_str());
   event_base_dispatch(base.get());
   return 0;
+}
+
+// Binds, drops root, detaches (unless in the foreground) and runs the daemon.
+int Serve(const std::string& path, ProbeSettings settings, bool foreground) {
+  std::optional<RunAs> run_as;
+  if (getuid() == 0) {
+    bool fell_back = false;
+    StatusOr<RunAs> r = ChooseRunAs(settings.user, kDefaultUser, "probe.user", &fell_back);
+    if (!r.ok()) {
+      MP_LOG_ERROR("%s", r.status().message().c_str());
+      return kExitConfig;
+    }
+    if (fell_back) {
+      MP_LOG_WARNING(
+          "user '%s' does not exist; running as 'nobody' (create it, or set "
+          "probe.user)",
+          kDefaultUser);
+    }
+    run_as = *r;
+  }
+  StatusOr<std::unique_ptr<ProbeDaemon>> daemon = ProbeDaemon::Create(path, std::move(settings));
+  if (!daemon.ok()) {
+    MP_LOG_ERROR("%s", daemon.status().message().c_str());
+    return 1;
+  }
+  if (run_as) {
+    if (Status s = (*daemon)->DropPrivileges(*run_as); !s.ok()) {
+      MP_LOG_ERROR("cannot drop privileges to %s: %s", run_as->user.c_str(), s.message().c_str());
+      return 1;
+    }
+  }
+  if (!foreground) {
+    if (::daemon(0, 0) != 0) {
+      MP_LOG_ERROR("cannot detach: %s", std::strerror(errno));
+      return 1;
+    }
+    if (Status s = (*daemon)->AfterFork(); !s.ok()) {
+      MP_LOG_ERROR("%s", s.message().c_str());
+      return 1;
+    }
+  }
+  return (*daemon)->Run();
+}
+
+int RunDaemon(const RunOptions& o) {
+  const std::string path = ConfigPath(o.config_path);
+  StatusOr<Config> config = LoadConfig(path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "mailpulse-probe: %s\n", config.status().message().c_str());
+    return kExitConfig;
+  }
+  for (const auto& [key, value, flag] :
+       {std::tuple<const char*, std::string, const char*>{"probe.metrics_listen", o.metrics_listen,
+                                                          "--metrics-listen"},
+        {"probe.event_socket", o.event_socket, "--event-socket"}}) {
+    if (value.empty()) continue;
+    if (Status s = config->Set(key, value); !s.ok()) {
+      std::fprintf(stderr, "mailpulse-probe: %s: %s\n", flag, s.message().c_str());
+      return kExitConfig;
+    }
+  }
+  if (o.foreground) (void)config->Set("log.target", "stderr");
+  StatusOr<ProbeSettings> settings = LoadProbeSettings(*config);
+  if (!settings.ok()) {
+    std::fprintf(stderr, "mailpulse-probe: %s\n", settings.status().message().c_str());
+    return kExitConfig;
+  }
+  if (o.dump_config) {
+    std::fputs(config->Dump().c_str(), stdout);
+    return 0;
+  }
+  if (o.check_config) {
+    std::printf("mailpulse-probe: configuration %s is valid (%zu targets)\n",
+                path.empty() ? "(built-in defaults)" : path.c_str(), settings->targets.size());
+    return 0;
+  }
+  LogInit("mailpulse-probe", *ParseLogTarget(settings->log_target),
+          *ParseLogLevel(settings->log_level));
+  return Serve(path, std::move(*settings), o.foreground);
+}
+
+CLI::App* AddRunCommand(CLI::App* app, RunOptions* o) {
+  CLI::App* run = app->add_subcommand(
+      "run",
+      "The daemon: check every [[target]] on its schedule, serve /metrics, own the "
+      "event socket; SIGHUP reloads");
+  run->add_option("--config", o->config_path,
+                  "TOML config file (default /etc/mailpulse/mailpulse.toml if it exists)");
+  run->add_flag("--foreground", o->foreground, "Do not detach; log to stderr");
+  run->add_flag("--check-config", o->check_config, "Validate the configuration and exit");
+  run->add_flag("--dump-config", o->dump_config, "Print the effective configuration and exit");
+  run->add_option("--metrics-listen", o->metrics_listen,
+                  "ADDR:PORT for /metrics, overrides probe.metrics_listen");
+  run->add_option("--event-socket", o->event_socket,
+                  "Event socket, overrides probe.event_socket (unix:/path or HOST:PORT)");
+  return run;
 }
 
 // Whether the command line names the `check` subcommand, whose usage errors are plugin
@@ -116,6 +208,8 @@ int main(int argc, char** argv) {
   CLI::App app{"mailpulse-probe: SMTP checks, round trips and the milters' event socket"};
   app.set_version_flag("--version", std::string("mailpulse-probe ") + MAILPULSE_VERSION);
   app.require_subcommand(1);
+  mailpulse::RunOptions run_options;
+  CLI::App* run = mailpulse::AddRunCommand(&app, &run_options);
   std::string config_path;
   std::string listen;
   CLI::App* events = app.add_subcommand(
@@ -136,5 +230,6 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   if (check->parsed()) return mailpulse::RunCheckCommand(check_options);
+  if (run->parsed()) return mailpulse::RunDaemon(run_options);
   return mailpulse::RunEvents(config_path, listen);
 }

@@ -321,6 +321,25 @@ M& Family<M>::Get(std::vector<std::string> values) {
 }
 
 template <typename M>
+std::size_t Family<M>::Remove(const std::vector<std::string>& label_value_prefix) {
+  std::vector<std::string> prefix = label_value_prefix;
+  if (prefix.size() > label_names_.size() || (prefix.empty() && label_names_.empty())) return 0;
+  for (std::string& value : prefix) SanitizeUtf8(&value);
+  std::lock_guard lock(mu_);
+  std::size_t removed = 0;
+  for (auto it = series_.begin(); it != series_.end();) {
+    if (!std::equal(prefix.begin(), prefix.end(), it->first.begin())) {
+      ++it;
+      continue;
+    }
+    if (it->second.get() == overflow_series_) overflow_series_ = nullptr;
+    it = series_.erase(it);
+    ++removed;
+  }
+  return removed;
+}
+
+template <typename M>
 std::unique_ptr<M> Family<M>::Make() const {
   if constexpr (std::is_same_v<M, Histogram>) {
     return std::make_unique<Histogram>(bounds_);

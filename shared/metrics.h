@@ -80,6 +80,12 @@ class Family {
   M& WithLabels(std::initializer_list<std::string_view> label_values);
   M& WithLabels(const std::vector<std::string>& label_values);
 
+  // Removes every series whose leading label values equal `label_value_prefix` (a full tuple
+  // removes one series; {target} removes all of that target's). References to removed series
+  // dangle, so only the code that owns those label values may call it, when it forgets them
+  // (a target dropped by a reload). Returns how many series went.
+  std::size_t Remove(const std::vector<std::string>& label_value_prefix);
+
   const std::string& name() const { return name_; }
 
  private:

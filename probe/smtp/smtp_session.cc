@@ -194,6 +194,7 @@ std::vector<Action> SmtpSession::OnTimeout() {
 }
 
 void SmtpSession::HandleReply(const SmtpReply& reply, std::vector<Action>* actions) {
+  outcome_.reply_codes[static_cast<std::size_t>(phase_)] = reply.code;
   switch (await_) {
     case Await::kBanner:
       return HandleBanner(reply, actions);

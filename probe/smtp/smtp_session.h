@@ -9,6 +9,7 @@
 // Not thread-safe; one instance per check.
 #pragma once
 
+#include <array>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -109,6 +110,8 @@ struct CheckOutcome {
   std::string detail;              // human-readable reason for non-reply failures
   Capabilities capabilities;
   std::string queue_id;  // from the final 250 ("queued as X"), when given
+  // The code of the last reply the server gave in each phase (indexed by Phase; 0: none).
+  std::array<int, kPhaseCount> reply_codes{};
 };
 
 class SmtpSession {

@@ -10,11 +10,11 @@
 namespace mailpulse {
 
 StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Create(
-    event_base* base, const Endpoint& listen, const MetricsRegistry* registry) {
+    event_base* base, const Endpoint& listen, const MetricsRegistry* registry, Refresh refresh) {
   if (listen.kind != Endpoint::Kind::kTcp) {
     return Status::Error("metrics listen address must be HOST:PORT, not " + listen.ToString());
   }
-  std::unique_ptr<MetricsHttpServer> server(new MetricsHttpServer(registry));
+  std::unique_ptr<MetricsHttpServer> server(new MetricsHttpServer(registry, std::move(refresh)));
   server->http_.reset(evhttp_new(base));
   if (!server->http_) return Status::Error("evhttp_new failed");
   evhttp_set_allowed_methods(server->http_.get(), EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
@@ -34,6 +34,7 @@ void MetricsHttpServer::HandleRequest(evhttp_request* req, void* self) noexcept 
     evbuffer* out = evhttp_request_get_output_buffer(req);
     evkeyvalq* headers = evhttp_request_get_output_headers(req);
     if (path != nullptr && std::strcmp(path, "/metrics") == 0) {
+      if (server->refresh_) server->refresh_();
       const std::string body = server->registry_->RenderPrometheus();
       evbuffer_add(out, body.data(), body.size());
       evhttp_add_header(headers, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");

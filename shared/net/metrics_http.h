@@ -5,7 +5,9 @@
 
 #include <event2/event.h>
 
+#include <functional>
 #include <memory>
+#include <utility>
 
 #include "shared/endpoint.h"
 #include "shared/libevent_ptr.h"
@@ -16,16 +18,22 @@ namespace mailpulse {
 
 class MetricsHttpServer {
  public:
+  // Runs before each rendering, on the loop's thread: sets gauges that are read, not pushed.
+  using Refresh = std::function<void()>;
+
   // `registry` must outlive the server.
   static StatusOr<std::unique_ptr<MetricsHttpServer>> Create(event_base* base,
                                                              const Endpoint& listen,
-                                                             const MetricsRegistry* registry);
+                                                             const MetricsRegistry* registry,
+                                                             Refresh refresh = nullptr);
 
  private:
-  explicit MetricsHttpServer(const MetricsRegistry* registry) : registry_(registry) {}
+  MetricsHttpServer(const MetricsRegistry* registry, Refresh refresh)
+      : registry_(registry), refresh_(std::move(refresh)) {}
   static void HandleRequest(evhttp_request* req, void* self) noexcept;
 
   const MetricsRegistry* registry_;
+  Refresh refresh_;
   EvHttpPtr http_;
 };
 

@@ -221,6 +221,33 @@ TEST(SmtpSessionTest, SendCheckWithStartTlsAndAuthWalksEveryPhaseAtEveryByteSpli
                                     "mail", "rcpt", "data", "end_of_data", "quit"));
 }
 
+TEST(SmtpSessionTest, RemembersTheLastReplyCodeOfEveryPhase) {
+  SessionOptions o = Options(CheckKind::kSend, TlsMode::kStartTls);
+  o.auth_user = "probe";
+  o.auth_password = "secret";
+  o.rcpt_to = {"sink@example.org", "nobody@example.org"};
+  const Replay r = ReplayAtEverySplit(
+      o, {{kBanner, kEhlo},
+          {kEhloStartTls, "STARTTLS\r\n"},
+          {"220 2.0.0 Ready to start TLS\r\n", kEhlo, true},
+          {kEhloAuth, "AUTH PLAIN AHByb2JlAHNlY3JldA==\r\n"},
+          {"235 2.7.0 Authentication successful\r\n", "MAIL FROM:<probe@example.net>\r\n"},
+          {"250 2.1.0 Ok\r\n", "RCPT TO:<sink@example.org>\r\n"},
+          {"250 2.1.5 Ok\r\n", "RCPT TO:<nobody@example.org>\r\n"},
+          {"550 5.1.1 <nobody@example.org>: unknown\r\n", kQuit}});
+  EXPECT_FALSE(r.outcome.success);
+  const auto code = [&r](Phase p) { return r.outcome.reply_codes[static_cast<std::size_t>(p)]; };
+  EXPECT_EQ(code(Phase::kBanner), 220);
+  EXPECT_EQ(code(Phase::kEhlo), 250);
+  EXPECT_EQ(code(Phase::kStartTls), 220);
+  EXPECT_EQ(code(Phase::kAuth), 235);
+  EXPECT_EQ(code(Phase::kMail), 250);
+  EXPECT_EQ(code(Phase::kRcpt), 550);  // the last recipient's
+  EXPECT_EQ(code(Phase::kData), 0);    // never reached
+  EXPECT_EQ(code(Phase::kQuit), 0);    // after a failure QUIT goes out unanswered
+  EXPECT_EQ(code(Phase::kConnect), 0);
+}
+
 TEST(SmtpSessionTest, PostscreenMultilineGreetingIsOneBannerAtEveryByteSplit) {
   const Replay r = ReplayAtEverySplit(
       Options(CheckKind::kConnect),

@@ -238,6 +238,34 @@ TEST(MetricsRegistryTest, LabelSetsBeyondTheBoundShareOneOverflowSeries) {
                                              "c{client=\"b\",stage=\"rcpt\"} 1\n");
 }
 
+TEST(MetricsRegistryTest, RemoveDropsTheSeriesWithTheGivenLeadingLabelValues) {
+  MetricsRegistry registry;
+  GaugeFamily& family = registry.AddGauge("g", "", {"target", "phase"});
+  family.WithLabels({"mx1", "banner"}).Set(1);
+  family.WithLabels({"mx1", "ehlo"}).Set(2);
+  family.WithLabels({"mx2", "banner"}).Set(3);
+  EXPECT_EQ(family.Remove({"mx1", "ehlo"}), 1u);
+  EXPECT_EQ(family.Remove({"mx9"}), 0u);
+  EXPECT_EQ(registry.RenderPrometheus(), OverflowFamily(0) +
+                                             "# TYPE g gauge\n"
+                                             "g{target=\"mx1\",phase=\"banner\"} 1\n"
+                                             "g{target=\"mx2\",phase=\"banner\"} 3\n");
+  EXPECT_EQ(family.Remove({"mx1"}), 1u);
+  EXPECT_EQ(family.Remove({"mx2"}), 1u);
+  EXPECT_EQ(registry.RenderPrometheus(), OverflowFamily(0) + "# TYPE g gauge\n");
+  EXPECT_EQ(family.WithLabels({"mx1", "banner"}).Value(), 0);  // a new series starts afresh
+}
+
+TEST(MetricsRegistryTest, RemovedSeriesFreeRoomUnderTheBound) {
+  MetricsRegistry registry;
+  CounterFamily& family = registry.AddCounter("c", "", {"a"}, /*max_series=*/1);
+  family.WithLabels({"x"}).Inc();
+  family.WithLabels({"y"}).Inc();  // overflow
+  EXPECT_EQ(family.Remove({"x"}), 1u);
+  family.WithLabels({"z"}).Inc(7);
+  EXPECT_NE(registry.RenderPrometheus().find("c{a=\"z\"} 7\n"), std::string::npos);
+}
+
 TEST(MetricsRegistryTest, ZeroSeriesBoundSendsEveryLabelSetToOverflow) {
   MetricsRegistry registry;
   CounterFamily& family = registry.AddCounter("c", "", {"a"}, /*max_series=*/0);

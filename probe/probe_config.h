@@ -1,0 +1,48 @@
+// The scheduling daemon's settings, made from a Config ([probe] keys and [[target]]
+// sections) and validated in one place, so `mailpulse-probe run --check-config`, start-up and
+// a SIGHUP reload agree. Every error names where the value came from ("FILE:LINE: target.tls:
+// expected none, starttls or implicit, got 'tsl'"). Reads the targets' password files (through
+// PlanCheck); otherwise pure. Thread-compatible.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "probe/check_plan.h"
+#include "shared/config.h"
+#include "shared/endpoint.h"
+#include "shared/status.h"
+
+namespace mailpulse {
+
+struct ProbeTarget {
+  std::string name;
+  CheckPlan plan;
+  double interval_seconds = 60;
+  std::string where;  // "FILE:LINE" of its [[target]] header
+};
+
+struct ProbeSettings {
+  std::string name;  // probe.name, or the host name
+  std::string user;
+  std::optional<Endpoint> metrics_listen;
+  std::optional<Endpoint> event_socket;
+  std::string event_socket_group;
+  std::optional<Endpoint> report_to;
+  std::size_t max_concurrent_checks = 64;
+  double jitter_fraction = 0.1;
+  std::vector<ProbeTarget> targets;
+  std::string log_target;
+  std::string log_level;
+};
+
+StatusOr<ProbeSettings> LoadProbeSettings(const Config& config);
+
+// The [probe] and [log] settings a reload cannot change (sockets, user, name, logging) that
+// differ between `running` and `loaded`, as key names ("probe.metrics_listen").
+std::vector<std::string> SettingsNeedingRestart(const ProbeSettings& running,
+                                                const ProbeSettings& loaded);
+
+}  // namespace mailpulse
