@@ -432,7 +432,10 @@ void CheckRunner::Impl::HandleEvent(short events) {
     MP_LOG_DEBUG("%s: connection error: %s", target_.c_str(),
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
   }
-  if (session_started_) Process(session_.OnPeerClosed());
+  // What arrived with the close (a TLS server's last reply and its close_notify in one read)
+  // is the session's before the close is.
+  if (session_started_ && bev_) HandleReadable();
+  if (!finished_ && session_started_) Process(session_.OnPeerClosed());
   if (!finished_) Finish();
 }
 

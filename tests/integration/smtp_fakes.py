@@ -115,13 +115,15 @@ class _Reader:
 
 class FakeServer(sandbox.Component):
     """Listens on 127.0.0.1:`port`; each accepted connection runs handle(conn) in a thread.
-    Counts `connections` accepted and `closed_by_client` (a read saw EOF), and records the
-    command lines received in `commands` (all connections, in order)."""
+    Counts `connections` accepted and `closed_by_client` (a read saw EOF), the most connections
+    open at once (`max_open`) and those open now (`open_now`), and records the command lines
+    received in `commands` (all connections, in order)."""
 
     def __init__(self):
         self.port = sandbox.free_port()
         self.connections = 0
         self.closed_by_client = 0
+        self.max_open = 0
         self.commands: list = []
         self._listener: socket.socket | None = None
         self._stopping = threading.Event()
@@ -174,6 +176,7 @@ class FakeServer(sandbox.Component):
             with self._lock:
                 self.connections += 1
                 self._conns.add(conn)
+                self.max_open = max(self.max_open, len(self._conns))
             self._spawn(self._serve, conn)
 
     def _serve(self, conn: socket.socket) -> None:
@@ -185,6 +188,11 @@ class FakeServer(sandbox.Component):
             with self._lock:
                 self._conns.discard(conn)
             conn.close()
+
+    @property
+    def open_now(self) -> int:
+        with self._lock:
+            return len(self._conns)
 
     # --- helpers for handlers
 
