@@ -23,5 +23,12 @@ TEST(ConfigDocsTest, DocsConfigMdMatchesTheKeyTable) {
   EXPECT_EQ(actual.str(), expected) << path << " is stale; regenerate it (see this test's header)";
 }
 
+TEST(ConfigDocsTest, TheExampleConfigInContribParses) {
+  const std::string path = std::string(MAILPULSE_SOURCE_DIR) + "/contrib/mailpulse.toml.example";
+  StatusOr<Config> config = Config::Load(path);
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  EXPECT_EQ(config->Entries("target").size(), 2u);
+}
+
 }  // namespace
 }  // namespace mailpulse
