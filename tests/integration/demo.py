@@ -1,12 +1,16 @@
 #!/usr/bin/python3
 """mailpulse demo: a sandboxed Postfix on loopback with mailpulse-milter plugged in (smtpd and
-non-smtpd mail), a small mix of real traffic, and the milter's live counters.
+non-smtpd mail) and mailpulse-probe watching it, a small mix of real traffic, the milter's live
+counters and the probe's per-phase checks.
 
 Starts smtp-sink (standing in for every remote server), mailpulse-milter, Postfix with
-submission listeners and Dovecot for SASL, all under one temporary directory; sends good,
-multi-recipient, rejected, TLS, authenticated, local and aborted mail; then prints the
-mailpulse_milter_* series of /metrics, grouped by family, every --interval seconds until
-Ctrl-C (or once, with --once), and stops everything it started. Run as root; see
+submission listeners and Dovecot for SASL, and the mailpulse-probe daemon checking Postfix's
+ports 25 (plain and STARTTLS), 587 (STARTTLS + AUTH) and 465 (implicit TLS) and sending a
+test message every few seconds; the milter reports to the probe's event socket. All of it
+lives under one temporary directory. It sends good, multi-recipient, rejected, TLS,
+authenticated, local and aborted mail; then prints the mailpulse_milter_* series of /metrics,
+grouped by family, and each probe target's state and phase timings, every --interval seconds
+until Ctrl-C (or once, with --once), and stops everything it started. Run as root; see
 contrib/dev/demo, which builds first.
 """
 import argparse
@@ -20,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sandbox  # noqa: E402
+from probe_daemon import ProbeDaemon  # noqa: E402
 from sandbox import REJECTED_CLIENT, SASL_PASSWORD, SASL_USER, TRUSTED_CLIENT  # noqa: E402
 
 
@@ -98,6 +103,76 @@ def print_counters(mail: sandbox.MailSystem) -> dict:
     return groups
 
 
+# In the order they happen: with implicit TLS the handshake comes right after connect.
+PROBE_PHASES = ("dns", "connect", "banner", "ehlo", "starttls", "tls_handshake", "auth", "mail",
+                "rcpt", "data", "end_of_data", "quit")
+IMPLICIT_PHASES = ("dns", "connect", "tls_handshake", "banner", "ehlo", "auth", "quit")
+
+
+def probe_targets(mail: sandbox.MailSystem) -> list:
+    """The probe's [[target]]s: every listener of the sandbox Postfix, and a delivery."""
+    pf = mail.postfix
+    cert, _ = sandbox.make_tls_cert(mail.workdir, pf.hostname)
+    secret = mail.workdir / "probe.pw"
+    secret.write_text(SASL_PASSWORD + "\n")
+    secret.chmod(0o600)
+    os.chown(secret, 65534, 65534)  # the daemon runs as nobody
+    common = {"host": "127.0.0.1", "interval": "5s", "helo": "probe.mailpulse.test",
+              "cert_warn_days": 1, "cert_crit_days": 0}  # the sandbox certificate lives 3 days
+    return [
+        {"name": "smtp", "port": pf.port, **common},
+        {"name": "smtp-starttls", "port": pf.port, "tls": "starttls", "ca_file": str(cert),
+         "tls_name": pf.hostname, **common},
+        {"name": "submission", "port": pf.submission_port, "tls": "starttls", "verify": False,
+         "auth_user": SASL_USER, "auth_password_file": str(secret), **common},
+        {"name": "smtps", "port": pf.submissions_port, "tls": "implicit", "verify": False,
+         **common},
+        {"name": "delivery", "port": pf.port, "send": True, "from": "probe@mailpulse.test",
+         "to": ["alice@sink.test"], **common},
+    ]
+
+
+def print_probe(probe: ProbeDaemon) -> list:
+    """Each target's last check: state, total and phase timings, certificate days left."""
+    m = probe.metrics()
+    print(f"\nmailpulse-probe checks at {time.strftime('%H:%M:%S')} "
+          f"(live: curl -s http://127.0.0.1:{probe.metrics_port}/metrics)")
+    rows = []
+    for t in probe.targets:
+        name = t["name"]
+        value = lambda metric, **labels: sandbox.metric_sum(m, metric, target=name, **labels)  # noqa: E731,E501
+        state = ("OK", "WARNING", "CRITICAL")[int(value("mailpulse_probe_state"))]
+        checks = int(value("mailpulse_probe_checks_total"))
+        phases = " ".join(
+            f"{p} {value('mailpulse_probe_phase_duration_seconds', phase=p) * 1000:.2f}"
+            for p in (IMPLICIT_PHASES if t.get("tls") == "implicit" else PROBE_PHASES)
+            if any(n == "mailpulse_probe_phase_duration_seconds" and
+                                         ("target", name) in ls and ("phase", p) in ls
+                                         for n, ls in m))
+        line = (f"  {name:<14} {state:<8} {value('mailpulse_probe_duration_seconds') * 1000:7.2f} "
+                f"ms  {checks:>3} checks  {phases}")
+        not_after = value("mailpulse_tls_cert_not_after_timestamp_seconds")
+        if not_after:
+            line += f"  cert {(not_after - time.time()) / 86400:.1f} days left"
+        print(line)
+        rows.append((name, state))
+    print("  (phase times in ms; the log lines of failed checks are in "
+          f"{probe.log_path})")
+    return rows
+
+
+def wait_for_probe(probe: ProbeDaemon) -> bool:
+    """Waits (with a deadline) until every target has been checked and passed."""
+    try:
+        for t in probe.targets:
+            probe.wait_for_metric("mailpulse_probe_checks_total", 1, timeout=20,
+                                  target=t["name"], result="success")
+        return True
+    except TimeoutError as e:
+        print(f"\nWARNING: {e}; the probe's log:\n{probe.log_text()[-3000:]}")
+        return False
+
+
 def wait_for_milter(mail: sandbox.MailSystem) -> bool:
     """Waits (with a deadline) until the milter has counted the messages Postfix delivered."""
     delivered = mail.sink.count()
@@ -115,19 +190,23 @@ def interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def show(mail: sandbox.MailSystem, once: bool, interval: float) -> bool:
-    """Sends the traffic and prints the counters (repeatedly unless once); False if the
-    milter did not see the traffic."""
+def show(mail: sandbox.MailSystem, probe: ProbeDaemon, once: bool, interval: float) -> bool:
+    """Sends the traffic and prints the counters and checks (repeatedly unless once); False if
+    the milter did not see the traffic or a probe check failed."""
     pf = mail.postfix
     print(f"Sandbox in {mail.workdir}:\n"
           f"  Postfix {pf.hostname}: smtpd 127.0.0.1:{pf.port}, submission "
           f"{pf.submission_port}, submissions {pf.submissions_port}; log {pf.maillog}\n"
           f"  smtpd_milters = non_smtpd_milters = {mail.milter.address}\n"
           f"  smtp-sink (every remote server) on 127.0.0.1:{mail.sink.port}\n"
-          f"  metrics: {mail.milter.metrics_url}")
+          f"  milter metrics: {mail.milter.metrics_url}\n"
+          f"  mailpulse-probe run --config {probe.config_path}: {len(probe.targets)} targets, "
+          f"event socket {probe.event_socket}")
     send_traffic(mail)
     ok = wait_for_milter(mail)
     ok = bool(print_counters(mail)) and ok
+    ok = wait_for_probe(probe) and ok
+    ok = all(state == "OK" for _, state in print_probe(probe)) and ok
     if once:
         return ok
     print(f"\nSend more mail, e.g.: swaks --server 127.0.0.1:{pf.port} --to alice@sink.test"
@@ -135,6 +214,7 @@ def show(mail: sandbox.MailSystem, once: bool, interval: float) -> bool:
     while True:
         time.sleep(interval)  # the refresh cadence, not a synchronisation
         print_counters(mail)
+        print_probe(probe)
 
 
 def main() -> int:
@@ -157,9 +237,12 @@ def main() -> int:
     workdir = sandbox.make_workdir("demo")
     ok = False
     try:
-        with sandbox.MailSystem(workdir, milter=True) as mail:
+        probe_socket = workdir / "probe" / "events.sock"  # where ProbeDaemon puts it
+        milter_args = {"extra_config": f'event_socket = "unix:{probe_socket}"\n'}
+        with sandbox.MailSystem(workdir, milter=True, milter_args=milter_args) as mail, \
+                ProbeDaemon(workdir, probe_targets(mail), name="probe") as probe:
             try:
-                ok = show(mail, args.once, args.interval)
+                ok = show(mail, probe, args.once, args.interval)
             except KeyboardInterrupt:
                 ok = True
                 print("\nStopping the sandbox ...")

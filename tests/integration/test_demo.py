@@ -1,5 +1,6 @@
-"""Runs the demo once (demo.py --once) with the built milter: it must send its traffic, print
-the milter's live counters with the /metrics URL, exit 0 and leave no process behind."""
+"""Runs the demo once (demo.py --once) with the built milter and probe: it must send its
+traffic, print the milter's live counters with the /metrics URL and every probe target OK with
+its phase timings, exit 0 and leave no process behind."""
 import os
 import re
 import subprocess
@@ -12,7 +13,7 @@ import sandbox
 DEMO = Path(__file__).resolve().parent / "demo.py"
 
 
-def test_demo_once_prints_live_counters_and_cleans_up(milter_binary):
+def test_demo_once_prints_live_counters_and_cleans_up(milter_binary, probe_binary):
     with tempfile.TemporaryFile("w+") as out:  # a file: a leaked daemon cannot hold it open
         proc = subprocess.run([sys.executable, str(DEMO), "--once"], stdout=out,
                               stderr=subprocess.STDOUT, text=True, timeout=300)
@@ -22,6 +23,12 @@ def test_demo_once_prints_live_counters_and_cleans_up(milter_binary):
     assert re.search(r"mailpulse-milter counters at .*curl -s http://127\.0\.0\.1:\d+/metrics",
                      output), output
     assert re.search(r"^  connections_total  — ", output, re.M), output
+    assert re.search(r"mailpulse-probe checks at .*curl -s http://127\.0\.0\.1:\d+/metrics",
+                     output), output
+    for target in ("smtp", "smtp-starttls", "submission", "smtps", "delivery"):
+        assert re.search(rf"^  {target} +OK +\d+\.\d+ ms .* banner \d+\.\d+ ", output, re.M), output
+    assert re.search(r"^  submission .* auth \d", output, re.M), output
+    assert re.search(r"^  delivery .* end_of_data \d", output, re.M), output
     assert "WARNING" not in output, output
     workdir = re.search(r"^Sandbox in (/tmp/mailpulse-demo-\S+):", output, re.M).group(1)
     assert not Path(workdir).exists()
