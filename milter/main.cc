@@ -267,9 +267,7 @@ int Serve(const Config& config, const Settings& settings, bool foreground) {
     snapshots.sender = sender.get();
     snapshots.timer.reset(event_new(loop.base(), -1, EV_PERSIST, &SnapshotTimer::Fire, &snapshots));
     const double interval = config.GetSeconds("milter.snapshot_interval");
-    timeval tv{static_cast<time_t>(interval),
-               static_cast<suseconds_t>(
-                   (interval - static_cast<double>(static_cast<time_t>(interval))) * 1e6)};
+    const timeval tv = ToTimeval(interval);
     event_add(snapshots.timer.get(), &tv);
   }
   // libmilter waits for SIGTERM/SIGINT/SIGHUP with sigwait in its own thread; the event

@@ -16,12 +16,6 @@
 namespace mailpulse {
 namespace {
 
-struct EvDnsBaseDeleter {
-  // Failing what is still in flight runs every callback, so nothing is left behind.
-  void operator()(evdns_base* p) const noexcept { evdns_base_free(p, 1); }
-};
-using EvDnsBasePtr = std::unique_ptr<evdns_base, EvDnsBaseDeleter>;
-
 // The spec the command line describes; *plan_error gets an option-level error.
 StatusOr<TargetSpec> SpecFromCommandLine(const CheckCommandOptions& o) {
   TargetSpec spec;

@@ -30,12 +30,6 @@ namespace {
 // Probe results held while probe.report_to is unreachable; older ones are dropped and counted.
 constexpr std::size_t kReportQueueSize = 1024;
 
-struct EvDnsBaseDeleter {
-  // Failing what is still in flight runs every callback, so nothing is left behind.
-  void operator()(evdns_base* p) const noexcept { evdns_base_free(p, 1); }
-};
-using EvDnsBasePtr = std::unique_ptr<evdns_base, EvDnsBaseDeleter>;
-
 double MonotonicSeconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -44,14 +38,6 @@ std::int64_t UnixMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-timeval ToTimeval(double seconds) {
-  if (seconds < 0) seconds = 0;
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(seconds);
-  tv.tv_usec = static_cast<suseconds_t>((seconds - static_cast<double>(tv.tv_sec)) * 1e6);
-  return tv;
 }
 
 const char* EventKind(const proto::Event& event) {
