@@ -1,6 +1,5 @@
 #include "probe/check_command.h"
 
-#include <event2/dns.h>
 #include <event2/event.h>
 
 #include <CLI/CLI.hpp>
@@ -10,6 +9,7 @@
 #include <optional>
 #include <utility>
 
+#include "probe/resolver.h"
 #include "shared/libevent_ptr.h"
 #include "shared/logging.h"
 
@@ -24,6 +24,7 @@ StatusOr<TargetSpec> SpecFromCommandLine(const CheckCommandOptions& o) {
   if (!target.ok()) return target.status();
   spec.host = target->host;
   spec.port = target->port;
+  spec.mx = o.mx;
   spec.tls_name = o.tls_name;
   spec.verify = !o.insecure;
   spec.ca_file = o.ca_file;
@@ -58,7 +59,7 @@ StatusOr<CheckPlan> PlanFromCommandLine(const CheckCommandOptions& o) {
 
 // One check on a private event loop. The runner is gone before the resolver, and the loop
 // runs once more so that cancelled DNS lookups deliver their (ignored) answers and free them.
-StatusOr<CheckResult> RunOnce(const CheckPlan& plan) {
+StatusOr<CheckResult> RunOnce(const CheckPlan& plan, const std::vector<std::string>& resolvers) {
   EventBasePtr base(event_base_new());
   if (!base) return Status::Error("event_base_new failed");
   SslCtxPtr tls_context;
@@ -67,12 +68,11 @@ StatusOr<CheckResult> RunOnce(const CheckPlan& plan) {
     if (!ctx.ok()) return ctx.status();
     tls_context = std::move(*ctx);
   }
-  EvDnsBasePtr dns(evdns_base_new(
-      base.get(), EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE));
-  if (!dns) return Status::Error("cannot set up the DNS resolver (evdns_base_new failed)");
+  StatusOr<std::unique_ptr<Resolver>> resolver = Resolver::Create(base.get(), resolvers);
+  if (!resolver.ok()) return Status::Error("--resolver: " + resolver.status().message());
   std::optional<CheckResult> result;
   {
-    CheckRunner runner(base.get(), dns.get(), tls_context.get(),
+    CheckRunner runner(base.get(), resolver->get(), tls_context.get(),
                        OptionsForRun(plan, std::time(nullptr)), [&](CheckResult r) {
                          result = std::move(r);
                          event_base_loopbreak(base.get());
@@ -90,12 +90,18 @@ StatusOr<CheckResult> RunOnce(const CheckPlan& plan) {
 CLI::App* AddCheckCommand(CLI::App* app, CheckCommandOptions* o) {
   CLI::App* check = app->add_subcommand(
       "check", "Run one SMTP check, print a per-phase report and a Nagios status line");
-  check->add_option("target", o->target, "HOST[:PORT] (port 25, or 465 with --tls implicit)")
+  check
+      ->add_option("target", o->target,
+                   "HOST[:PORT] (port 25, or 465 with --tls implicit); with --mx DOMAIN[:PORT]")
       ->required();
+  check->add_flag("--mx", o->mx,
+                  "TARGET is a mail domain: connect to its MX hosts in order (RFC 5321 5.1)");
+  check->add_option("--resolver", o->resolvers,
+                    "Ask this nameserver, IP[:PORT] (repeatable; default: /etc/resolv.conf's)");
   check->add_option("--tls", o->tls, "none, starttls or implicit (default none)")
       ->check(CLI::IsMember({"none", "starttls", "implicit"}));
   check->add_option("--tls-name", o->tls_name,
-                    "SNI and the name the certificate must carry (default: HOST)");
+                    "SNI and the name the certificate must carry (default: HOST, or the MX host)");
   CLI::Option* user = check->add_option("--auth-user", o->auth_user, "AUTH as this user");
   CLI::Option* password =
       check->add_option("--auth-password-file", o->auth_password_file,
@@ -140,7 +146,8 @@ int RunCheckCommand(const CheckCommandOptions& options) {
   LogInit("mailpulse-probe", LogTarget::kStderr,
           options.verbose ? LogLevel::kDebug : LogLevel::kWarning);
   StatusOr<CheckPlan> plan = PlanFromCommandLine(options);
-  StatusOr<CheckResult> result = plan.ok() ? RunOnce(*plan) : StatusOr<CheckResult>(plan.status());
+  StatusOr<CheckResult> result =
+      plan.ok() ? RunOnce(*plan, options.resolvers) : StatusOr<CheckResult>(plan.status());
   if (!result.ok()) {
     std::printf("%s\n", UnknownStatusLine(result.status().message()).c_str());
     return static_cast<int>(NagiosState::kUnknown);

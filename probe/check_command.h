@@ -19,7 +19,9 @@ namespace mailpulse {
 
 // What the command line says, as given (validated by RunCheckCommand).
 struct CheckCommandOptions {
-  std::string target;  // HOST, HOST:PORT, [V6]:PORT or a bare IPv6 address
+  std::string target;                  // HOST, HOST:PORT, [V6]:PORT or a bare IPv6 address
+  bool mx = false;                     // the target's host is a mail domain: check its MX hosts
+  std::vector<std::string> resolvers;  // nameservers IP[:PORT]; empty: /etc/resolv.conf's
   std::string tls = "none";
   std::string tls_name;
   std::string auth_user;

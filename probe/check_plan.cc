@@ -49,6 +49,12 @@ Status CheckHost(const std::string& host) {
   return Status::Ok();
 }
 
+bool IsAddressLiteral(const std::string& host) {
+  in_addr v4{};
+  in6_addr v6{};
+  return inet_pton(AF_INET, host.c_str(), &v4) == 1 || inet_pton(AF_INET6, host.c_str(), &v6) == 1;
+}
+
 StatusOr<TlsMode> ParseTlsMode(const std::string& text) {
   if (text == "none") return TlsMode::kNone;
   if (text == "starttls") return TlsMode::kStartTls;
@@ -93,12 +99,17 @@ StatusOr<CheckPlan> PlanCheck(const TargetSpec& spec, std::string* bad_field) {
   if (!tls.ok()) return Blame(bad_field, "tls", tls.status());
   s.tls = *tls;
   if (Status st = CheckHost(spec.host); !st.ok()) return Blame(bad_field, "host", st);
+  if (spec.mx && IsAddressLiteral(spec.host)) {
+    return Blame(bad_field, "mx",
+                 Status::Error("needs a mail domain, not the address " + spec.host));
+  }
   plan.target.kind = Endpoint::Kind::kTcp;
   plan.target.host = spec.host;
   plan.target.port = spec.port != 0 ? spec.port : s.tls == TlsMode::kImplicit ? 465 : 25;
   c.host = plan.target.host;
   c.port = plan.target.port;
   c.family = spec.family;
+  c.mx_lookup = spec.mx;
   c.tls_name = spec.tls_name;
   c.verify_certificate = spec.verify;
   if (Status st = CheckTimeouts(spec, bad_field); !st.ok()) return st;

@@ -22,8 +22,9 @@ namespace mailpulse {
 struct TargetSpec {
   std::string host;          // a DNS name or a literal IPv4/IPv6 address (no brackets)
   std::uint16_t port = 0;    // 0: 25, or 465 with tls "implicit"
+  bool mx = false;           // host is a mail domain: check its MX hosts (not an address)
   std::string tls = "none";  // none | starttls | implicit
-  std::string tls_name;      // SNI and certificate name; empty: host
+  std::string tls_name;      // SNI and certificate name; empty: host, or the MX host
   bool verify = true;
   std::string ca_file;  // empty: the system CA store
   AddressFamily family = AddressFamily::kAny;

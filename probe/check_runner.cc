@@ -19,6 +19,8 @@
 #include <utility>
 
 #include "probe/address_lookup.h"
+#include "probe/resolver.h"
+#include "probe/target_lookup.h"
 #include "shared/libevent_ptr.h"
 #include "shared/logging.h"
 
@@ -82,10 +84,10 @@ void Guarded(const char* what, F&& f) noexcept {
 
 class CheckRunner::Impl {
  public:
-  Impl(event_base* base, evdns_base* dns, SSL_CTX* tls_context, CheckOptions options,
+  Impl(event_base* base, Resolver* resolver, SSL_CTX* tls_context, CheckOptions options,
        DoneCallback done)
       : base_(base),
-        dns_(dns),
+        resolver_(resolver),
         tls_context_(tls_context),
         options_(std::move(options)),
         done_(std::move(done)),
@@ -114,7 +116,7 @@ class CheckRunner::Impl {
   template <typename F>
   void Guard(const char* what, F&& f) noexcept;
   void Resolve();
-  void HandleDnsAnswer(StatusOr<std::vector<SocketAddress>> answer);
+  void HandleDnsAnswer(StatusOr<std::vector<ConnectCandidate>> answer);
   void CancelDns();
   void Connect();
   void TryNextAddress(int last_error);
@@ -140,7 +142,7 @@ class CheckRunner::Impl {
   void Release();
 
   event_base* base_;
-  evdns_base* dns_;
+  Resolver* resolver_;
   SSL_CTX* tls_context_;
   CheckOptions options_;
   DoneCallback done_;
@@ -152,8 +154,8 @@ class CheckRunner::Impl {
   EventPtr overall_timer_;
   EventPtr done_event_;
   EventPtr connect_event_;
-  std::unique_ptr<AddressLookup> dns_lookup_;
-  std::vector<SocketAddress> addresses_;
+  std::unique_ptr<TargetLookup> dns_lookup_;
+  std::vector<ConnectCandidate> addresses_;
   std::size_t next_address_ = 0;
   UniqueFd connecting_fd_;
   int socket_fd_ = -1;  // owned by bev_; for socket options only
@@ -191,13 +193,19 @@ void CheckRunner::Impl::Start() {
   check_start_ = Clock::now();
   const timeval overall = ToTimeval(options_.overall_timeout_seconds);
   event_add(overall_timer_.get(), &overall);
-  if (std::optional<SocketAddress> literal = ParseLiteralAddress(options_.host, options_.port)) {
+  std::optional<SocketAddress> literal = ParseLiteralAddress(options_.host, options_.port);
+  if (literal && options_.mx_lookup) {
+    FailBeforeSession(FailureKind::kDnsFailure, Phase::kDns,
+                      options_.host + " is an address, not a mail domain");
+    return;
+  }
+  if (literal) {
     if (!FamilyAllowed(options_.family, literal->family())) {
       FailBeforeSession(FailureKind::kDnsFailure, Phase::kDns,
                         options_.host + " is not an address of the requested family");
       return;
     }
-    addresses_.push_back(*literal);
+    addresses_.push_back({*literal, ""});
     Connect();
     return;
   }
@@ -206,26 +214,26 @@ void CheckRunner::Impl::Start() {
 
 void CheckRunner::Impl::Resolve() {
   StartPhase(Phase::kDns);
-  if (dns_ == nullptr) {
+  if (resolver_ == nullptr) {
     FailBeforeSession(FailureKind::kDnsFailure, Phase::kDns, "no resolver configured");
     return;
   }
-  dns_lookup_ = std::make_unique<AddressLookup>(
-      dns_, options_.host, options_.port, options_.family,
-      [this](StatusOr<std::vector<SocketAddress>> answer) {
+  dns_lookup_ = std::make_unique<TargetLookup>(
+      resolver_, options_.host, options_.port, options_.family, options_.mx_lookup,
+      [this](StatusOr<std::vector<ConnectCandidate>> answer) {
         Guard("dns answer", [&] { HandleDnsAnswer(std::move(answer)); });
       });
   dns_lookup_->Start();
 }
 
-void CheckRunner::Impl::HandleDnsAnswer(StatusOr<std::vector<SocketAddress>> answer) {
+void CheckRunner::Impl::HandleDnsAnswer(StatusOr<std::vector<ConnectCandidate>> answer) {
   if (!answer.ok()) {
     FailBeforeSession(FailureKind::kDnsFailure, Phase::kDns, answer.status().message());
     return;
   }
   addresses_ = std::move(*answer);
   MP_LOG_DEBUG("%s: resolved to %s (%zu addresses)", target_.c_str(),
-               addresses_.front().ToString().c_str(), addresses_.size());
+               addresses_.front().address.ToString().c_str(), addresses_.size());
   Connect();
 }
 
@@ -237,11 +245,18 @@ void CheckRunner::Impl::Connect() {
 }
 
 // Tries the remaining addresses in order; an address that fails at once (refused, unreachable)
-// hands over to the next one within the same connect phase and deadline.
+// hands over to the next one within the same connect phase and deadline. With MX lookup the
+// addresses of the next MX host follow those of the first (RFC 5321 5.1), and TLS checks the
+// name of the MX host being connected to, unless a name was given.
 void CheckRunner::Impl::TryNextAddress(int last_error) {
   while (next_address_ < addresses_.size()) {
-    const SocketAddress& address = addresses_[next_address_++];
+    const ConnectCandidate& candidate = addresses_[next_address_++];
+    const SocketAddress& address = candidate.address;
     result_.address = address.ToString();
+    if (options_.mx_lookup) {
+      result_.mx_host = candidate.mx_host;
+      if (options_.tls_name.empty()) tls_name_ = candidate.mx_host;
+    }
     UniqueFd fd(
         ::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
     if (fd.get() < 0) {
@@ -521,11 +536,14 @@ void CheckRunner::Impl::HandleDeadline(bool overall) {
   }
   const Phase phase = current_phase_.value_or(Phase::kConnect);
   switch (phase) {
-    case Phase::kDns:
+    case Phase::kDns: {
+      const std::string waiting = dns_lookup_ ? dns_lookup_->WaitingFor() : "";
       CancelDns();
       FailBeforeSession(FailureKind::kDnsFailure, phase,
-                        options_.host + ": no answer within " + limit);
+                        options_.host + ": no answer within " + limit +
+                            (waiting.empty() ? "" : " (waiting for " + waiting + ")"));
       break;
+    }
     case Phase::kTlsHandshake:
       FailBeforeSession(FailureKind::kTimeout, phase, "no TLS handshake within " + limit);
       break;
@@ -618,9 +636,10 @@ void CheckRunner::Impl::OnDoneEvent(evutil_socket_t, short, void* arg) noexcept 
   // `self` may be gone here.
 }
 
-CheckRunner::CheckRunner(event_base* base, evdns_base* dns, SSL_CTX* tls_context,
+CheckRunner::CheckRunner(event_base* base, Resolver* resolver, SSL_CTX* tls_context,
                          CheckOptions options, DoneCallback done)
-    : impl_(std::make_unique<Impl>(base, dns, tls_context, std::move(options), std::move(done))) {}
+    : impl_(std::make_unique<Impl>(base, resolver, tls_context, std::move(options),
+                                   std::move(done))) {}
 
 CheckRunner::~CheckRunner() = default;
 

@@ -184,6 +184,7 @@ std::string FormatCheckReport(const CheckResult& result, bool implicit_tls, bool
                               std::int64_t now_unix) {
   const CheckOutcome& o = result.outcome;
   std::string out;
+  if (!result.mx_host.empty()) out += "mx host        " + OneLine(result.mx_host) + "\n";
   if (!result.address.empty()) out += "address        " + result.address + "\n";
   for (Phase p : PhaseOrder(implicit_tls)) {
     const double s = PhaseSeconds(result, p);

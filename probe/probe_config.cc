@@ -6,6 +6,7 @@
 #include <limits>
 #include <map>
 
+#include "probe/resolver.h"
 #include "shared/logging.h"
 
 namespace mailpulse {
@@ -48,6 +49,7 @@ Status EntryError(const ConfigEntry& entry, const std::string& key, const std::s
 StatusOr<TargetSpec> SpecFromEntry(const ConfigEntry& e) {
   TargetSpec spec;
   spec.host = e.GetString("host");
+  spec.mx = e.GetBool("mx");
   const std::int64_t port = e.GetInt("port");
   if (port < 0 || port > 65535) return EntryError(e, "port", "must be 0 to 65535");
   spec.port = static_cast<std::uint16_t>(port);
@@ -126,6 +128,13 @@ Status LoadProbeSection(const Config& config, ProbeSettings* s) {
     return Status::Error(config.Where("probe.metrics_listen") +
                          ": probe.metrics_listen: must be HOST:PORT");
   }
+  s->resolvers = config.GetStringList("probe.resolvers");
+  for (const std::string& r : s->resolvers) {
+    if (StatusOr<SocketAddress> a = ParseNameserver(r); !a.ok()) {
+      return Status::Error(config.Where("probe.resolvers") +
+                           ": probe.resolvers: " + a.status().message());
+    }
+  }
   const std::int64_t max = config.GetInt("probe.max_concurrent_checks");
   if (max < 1 || max > kMaxConcurrentChecks) {
     return Status::Error(config.Where("probe.max_concurrent_checks") +
@@ -181,6 +190,7 @@ std::vector<std::string> SettingsNeedingRestart(const ProbeSettings& a, const Pr
     keys.emplace_back("probe.event_socket_group");
   }
   if (differ(a.report_to, b.report_to)) keys.emplace_back("probe.report_to");
+  if (a.resolvers != b.resolvers) keys.emplace_back("probe.resolvers");
   if (a.log_target != b.log_target) keys.emplace_back("log.target");
   if (a.log_level != b.log_level) keys.emplace_back("log.level");
   return keys;

@@ -31,6 +31,7 @@ struct ProbeSettings {
   std::optional<Endpoint> event_socket;
   std::string event_socket_group;
   std::optional<Endpoint> report_to;
+  std::vector<std::string> resolvers;  // nameservers; empty: /etc/resolv.conf
   std::size_t max_concurrent_checks = 64;
   double jitter_fraction = 0.1;
   std::vector<ProbeTarget> targets;

@@ -1,6 +1,5 @@
 #include "probe/probe_daemon.h"
 
-#include <event2/dns.h>
 #include <event2/event.h>
 
 #include <chrono>
@@ -17,6 +16,7 @@
 #include "probe/event_server.h"
 #include "probe/probe_metrics.h"
 #include "probe/probe_result.h"
+#include "probe/resolver.h"
 #include "probe/tls_client.h"
 #include "shared/frame_codec.h"
 #include "shared/libevent_ptr.h"
@@ -112,7 +112,7 @@ class ProbeDaemon::Impl {
   std::string config_path_;
   ProbeSettings settings_;
   EventBasePtr base_;
-  EvDnsBasePtr dns_;
+  std::unique_ptr<Resolver> resolver_;
   MetricsRegistry registry_;
   std::unique_ptr<ProbeMetrics> metrics_;
   std::unique_ptr<MetricsHttpServer> http_;
@@ -141,13 +141,9 @@ void ProbeDaemon::Impl::Guard(const char* what, F&& f) noexcept {
 Status ProbeDaemon::Impl::Init() {
   base_.reset(event_base_new());
   if (!base_) return Status::Error("event_base_new failed");
-  dns_.reset(evdns_base_new(base_.get(),
-                            EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE));
-  if (!dns_) {
-    MP_LOG_WARNING(
-        "no DNS resolver (evdns could not read /etc/resolv.conf): only targets "
-        "given as IP addresses can be checked");
-  }
+  StatusOr<std::unique_ptr<Resolver>> resolver = Resolver::Create(base_.get(), settings_.resolvers);
+  if (!resolver.ok()) return Status::Error("probe.resolvers: " + resolver.status().message());
+  resolver_ = std::move(*resolver);
   metrics_ = std::make_unique<ProbeMetrics>(&registry_, settings_.name);
   StatusOr<TlsContexts> contexts = BuildTlsContexts(settings_.targets);
   if (!contexts.ok()) return contexts.status();
@@ -306,7 +302,7 @@ void ProbeDaemon::Impl::StartCheck(const CheckScheduler::DueCheck& due) {
       plan, static_cast<std::time_t>(check->start_unix_us / 1000000), &check->probe_id);
   const std::string name = due.name;
   check->runner = std::make_unique<CheckRunner>(
-      base_.get(), dns_.get(), check->tls.get(), std::move(options),
+      base_.get(), resolver_.get(), check->tls.get(), std::move(options),
       [this, name](CheckResult result) { OnCheckDone(name, std::move(result)); });
   CheckRunner* runner = check->runner.get();
   running_[name] = std::move(check);

@@ -52,6 +52,9 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"probe.report_to", ConfigType::kString, R"("")", false,
        "Another mailpulse-probe's event socket (unix:/path or HOST:PORT) to send every check "
        "result to as a probe-result event, e.g. a central probe. Empty: results stay local."},
+      {"probe.resolvers", ConfigType::kStringList, "[]", false,
+       "Nameservers for every lookup of the probe (A, AAAA and MX), as IP or IP:PORT "
+       "([IPv6]:PORT). Empty: those of /etc/resolv.conf."},
       {"probe.max_concurrent_checks", ConfigType::kInt, "64", true,
        "At most this many checks run at once; due checks wait their turn in order."},
       {"probe.jitter_percent", ConfigType::kInt, "10", true,
@@ -73,7 +76,11 @@ const std::vector<ConfigSectionArray>& ConfigSectionArrays() {
             "The target's name: the `target` label of its metrics and its name in logs and "
             "events. Letters, digits and . _ - : only; unique."},
            {"host", ConfigType::kString, "", true,
-            "DNS name or IP address of the server (an IPv6 address without brackets)."},
+            "DNS name or IP address of the server (an IPv6 address without brackets); with "
+            "mx = true, a mail domain."},
+           {"mx", ConfigType::kBool, "false", true,
+            "host is a mail domain: check its MX hosts in preference order (RFC 5321 5.1) and "
+            "each certificate against its MX host's name."},
            {"port", ConfigType::kInt, "0", true,
             "TCP port. 0: 25, or 465 with tls = \"implicit\"."},
            {"tls", ConfigType::kString, R"("none")", true,

@@ -146,6 +146,32 @@ TEST(PlanCheckTest, ErrorsNameTheFieldTheyAreAbout) {
   EXPECT_EQ(field_of(spec), "timeout");
 }
 
+TEST(PlanCheckTest, MxTargetIsAMailDomainAndReachesTheRunnerOptions) {
+  TargetSpec spec = PlainSpec();
+  spec.host = "example.org";
+  spec.mx = true;
+  auto plan = PlanCheck(spec);
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  EXPECT_TRUE(plan->options.mx_lookup);
+  EXPECT_EQ(plan->options.host, "example.org");
+  EXPECT_EQ(plan->target.ToString(), "example.org:25");
+  EXPECT_FALSE(PlanCheck(PlainSpec())->options.mx_lookup);
+}
+
+TEST(PlanCheckTest, MxTargetThatIsAnAddressIsRefusedNamingTheMxField) {
+  for (const char* address : {"192.0.2.1", "2001:db8::1"}) {
+    TargetSpec spec = PlainSpec();
+    spec.host = address;
+    spec.mx = true;
+    std::string field;
+    auto plan = PlanCheck(spec, &field);
+    ASSERT_FALSE(plan.ok()) << address;
+    EXPECT_EQ(field, "mx");
+    EXPECT_EQ(plan.status().message(),
+              std::string("needs a mail domain, not the address ") + address);
+  }
+}
+
 TEST(PlanCheckTest, EachRunOfASendCheckGetsItsOwnMessage) {
   TargetSpec spec = PlainSpec();
   spec.send = true;

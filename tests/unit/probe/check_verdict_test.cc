@@ -87,5 +87,20 @@ TEST(CertificateDaysLeftTest, RoundsDownAndGoesNegativeWhenExpired) {
   EXPECT_LT(CertificateDaysLeft(kNow - kDay, kNow), 0);
 }
 
+TEST(FormatCheckReportTest, NamesTheMxHostNextToTheAddress) {
+  CheckResult r = Healthy();
+  r.address = "192.0.2.1:25";
+  r.mx_host = "mx1.example.org";
+  const std::string report = FormatCheckReport(r, false, true, kNow);
+  EXPECT_EQ(report.rfind("mx host        mx1.example.org\naddress        192.0.2.1:25\n", 0), 0u)
+      << report;
+}
+
+TEST(FormatCheckReportTest, NoMxHostLineWithoutMxLookup) {
+  CheckResult r = Healthy();
+  r.address = "192.0.2.1:25";
+  EXPECT_EQ(FormatCheckReport(r, false, true, kNow).find("mx host"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace mailpulse

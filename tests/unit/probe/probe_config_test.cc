@@ -143,3 +143,34 @@ TEST(ProbeConfigTest, AReloadNamesTheSettingsThatNeedARestart) {
 
 }  // namespace
 }  // namespace mailpulse
+
+namespace mailpulse {
+namespace {
+
+TEST(ProbeConfigTest, MxTargetsAndResolvers) {
+  StatusOr<Config> config = Config::Parse(
+      "[probe]\nresolvers = [\"127.0.0.1:5353\", \"[::1]:53\"]\n"
+      "[[target]]\nname = \"domain\"\nhost = \"example.org\"\nmx = true\n",
+      "p.toml");
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  StatusOr<ProbeSettings> s = LoadProbeSettings(*config);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_EQ(s->resolvers, (std::vector<std::string>{"127.0.0.1:5353", "[::1]:53"}));
+  EXPECT_TRUE(s->targets[0].plan.options.mx_lookup);
+  StatusOr<Config> bad = Config::Parse("\n[probe]\nresolvers = [\"dns.example\"]\n", "p.toml");
+  ASSERT_TRUE(bad.ok());
+  StatusOr<ProbeSettings> refused = LoadProbeSettings(*bad);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().message().rfind("p.toml:3: probe.resolvers: ", 0), 0u)
+      << refused.status().message();
+  StatusOr<Config> literal =
+      Config::Parse("[[target]]\nname = \"d\"\nhost = \"192.0.2.1\"\nmx = true\n", "p.toml");
+  ASSERT_TRUE(literal.ok());
+  StatusOr<ProbeSettings> no_literal = LoadProbeSettings(*literal);
+  ASSERT_FALSE(no_literal.ok());
+  EXPECT_EQ(no_literal.status().message().rfind("p.toml:4: target.mx: ", 0), 0u)
+      << no_literal.status().message();
+}
+
+}  // namespace
+}  // namespace mailpulse
