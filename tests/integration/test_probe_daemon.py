@@ -24,6 +24,7 @@ import pytest
 
 import sandbox
 from conftest import start_mail_system
+from dns_server import DnsServer, null_mx
 from probe_daemon import EventListener, ProbeDaemon
 from sandbox import SASL_PASSWORD, SASL_USER
 from smtp_fakes import Banner421, GarbageBanner, RefusedPort, StartTlsBroken, Tarpit
@@ -172,6 +173,29 @@ def test_probe_results_reach_report_to_as_events(mail, workdir, daemons):
     assert rejected["state"] == "CRITICAL"
     assert starttls["tls_version"] == "TLSv1.3" and starttls["cert_verified"]
     assert starttls["cert_not_after_unix"] > time.time()
+
+
+def test_mx_targets_use_the_configured_resolvers(mail, workdir, daemons):
+    dns = daemons(DnsServer(workdir, ["--host-record=mx1.mailpulse.test,127.0.0.1",
+                                      "--mx-host=ok.mail.test,mx1.mailpulse.test,10",
+                                      null_mx("nullmx.mail.test")]))
+    cert, _ = sandbox.make_tls_cert(mail.workdir, mail.postfix.hostname)
+    listener = daemons(EventListener(workdir))
+    common = {"mx": True, "port": mail.postfix.port, "interval": LONG}
+    targets = [{"name": "domain", "host": "ok.mail.test", "tls": "starttls",
+                "ca_file": str(cert), "cert_warn_days": 1, "cert_crit_days": 0, **common},
+               {"name": "nullmx", "host": "nullmx.mail.test", **common}]
+    probe = daemons(ProbeDaemon(workdir, targets, {"resolvers": [dns.address],
+                                                   "report_to": listener.address}))
+    domain = listener.wait_for_results("domain")[0]
+    nullmx = listener.wait_for_results("nullmx")[0]
+    assert domain["success"] and domain["cert_verified"], domain  # against mx1.mailpulse.test
+    assert domain["address"] == f"127.0.0.1:{mail.postfix.port}"
+    assert [p["phase"] for p in domain["phases"]][:2] == ["dns", "connect"]
+    assert nullmx["result"] == "dns_failure" and nullmx["failed_phase"] == "dns"
+    assert "null MX" in nullmx["reason"], nullmx
+    assert probe.metric("mailpulse_probe_success", target="domain") == 1
+    assert probe.metric("mailpulse_probe_phase_duration_seconds", target="domain", phase="dns") > 0
 
 
 def test_sighup_adds_changes_and_removes_targets(workdir, daemons):
