@@ -32,6 +32,7 @@
 #include "shared/logging.h"
 #include "shared/metrics.h"
 #include "shared/net/event_sender.h"
+#include "shared/net/libevent_log.h"
 #include "shared/net/metrics_http.h"
 #include "shared/net/privileges.h"
 
@@ -329,6 +330,7 @@ int Run(const Options& opts) {
   }
   LogInit("mailpulse-milter", *ParseLogTarget(config.GetString("log.target")),
           *ParseLogLevel(config.GetString("log.level")));
+  RouteLibeventLogs();
   return Serve(config, *settings, opts.foreground);
 }
 

@@ -14,6 +14,10 @@
 namespace mailpulse {
 namespace {
 
+// A hostile or broken answer with hundreds of addresses would otherwise mean as many connect
+// attempts; real mail hosts publish a handful.
+constexpr std::size_t kMaxAddresses = 16;
+
 struct AddrInfoDeleter {
   void operator()(evutil_addrinfo* a) const noexcept { evutil_freeaddrinfo(a); }
 };
@@ -106,7 +110,8 @@ void AddressLookup::Finish(int error, const evutil_addrinfo* answers) {
     return;
   }
   std::vector<SocketAddress> addresses;
-  for (const evutil_addrinfo* a = answers; a != nullptr; a = a->ai_next) {
+  for (const evutil_addrinfo* a = answers; a != nullptr && addresses.size() < kMaxAddresses;
+       a = a->ai_next) {
     if (a->ai_addrlen > sizeof(sockaddr_storage) || !FamilyAllowed(family_, a->ai_family)) {
       continue;
     }

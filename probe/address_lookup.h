@@ -37,8 +37,8 @@ bool FamilyAllowed(AddressFamily want, int family);
 
 class AddressLookup {
  public:
-  // The addresses of the wanted family in the resolver's order (never empty), or why there
-  // are none ("mx.example.org: nodename nor servname provided, or not known").
+  // The addresses of the wanted family in the resolver's order (never empty, at most 16), or
+  // why there are none ("mx.example.org: nodename nor servname provided, or not known").
   using Done = std::function<void(StatusOr<std::vector<SocketAddress>>)>;
 
   // `dns` must outlive the lookup.

@@ -12,6 +12,7 @@
 #include "probe/resolver.h"
 #include "shared/libevent_ptr.h"
 #include "shared/logging.h"
+#include "shared/net/libevent_log.h"
 
 namespace mailpulse {
 namespace {
@@ -145,6 +146,7 @@ CLI::App* AddCheckCommand(CLI::App* app, CheckCommandOptions* o) {
 int RunCheckCommand(const CheckCommandOptions& options) {
   LogInit("mailpulse-probe", LogTarget::kStderr,
           options.verbose ? LogLevel::kDebug : LogLevel::kWarning);
+  RouteLibeventLogs();
   StatusOr<CheckPlan> plan = PlanFromCommandLine(options);
   StatusOr<CheckResult> result =
       plan.ok() ? RunOnce(*plan, options.resolvers) : StatusOr<CheckResult>(plan.status());

@@ -22,6 +22,7 @@
 #include "shared/endpoint.h"
 #include "shared/libevent_ptr.h"
 #include "shared/logging.h"
+#include "shared/net/libevent_log.h"
 #include "shared/net/privileges.h"
 
 namespace mailpulse {
@@ -73,6 +74,7 @@ int RunEvents(const std::string& config_path, const std::string& listen) {
     return kExitConfig;
   }
   LogInit("mailpulse-probe", LogTarget::kStderr, LogLevel::kInfo);
+  RouteLibeventLogs();
   EventBasePtr base(event_base_new());
   auto server = EventServer::Create(
       base.get(), *where, [](const std::string& peer, const proto::Event& event) {
@@ -171,6 +173,7 @@ int RunDaemon(const RunOptions& o) {
   }
   LogInit("mailpulse-probe", *ParseLogTarget(settings->log_target),
           *ParseLogLevel(settings->log_level));
+  RouteLibeventLogs();
   return Serve(path, std::move(*settings), o.foreground);
 }
 

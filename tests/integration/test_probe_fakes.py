@@ -22,6 +22,7 @@ import pytest
 
 import sandbox
 import smtp_fakes
+from dns_server import DnsServer
 from smtp_fakes import (Banner421, DataDisconnect, EndlessLine, FullBacklog, GarbageBanner,
                         MailRejecter, NoStartTls, RefusedPort, SlowBanner, StartTlsBroken,
                         Tarpit, Unresponsive, run_check)
@@ -59,9 +60,13 @@ def test_refused_port():
     assert re.search(r"refused", text, re.I), result.info
 
 
-def test_unknown_host_is_a_dns_failure():
-    result = run_check("--timeout", "5", "no-such-host.invalid:25")
-    assert_critical(result, "dns_failure", "dns", within=8)
+def test_unknown_host_is_a_dns_failure(tmp_path):
+    """Asked of a real DNS server on loopback (dnsmasq), never of the machine's resolver."""
+    tmp_path.chmod(0o755)
+    with DnsServer(tmp_path, ["--host-record=known.mail.test,127.0.0.1"]) as dns:
+        result = run_check("--timeout", "5", "--resolver", dns.address, "no-such-host.mail.test:25")
+    text = assert_critical(result, "dns_failure", "dns")
+    assert "no-such-host.mail.test" in text, result.info
 
 
 def test_full_accept_queue_is_a_connect_timeout():
