@@ -239,6 +239,10 @@ class Bench:
             problems.append(f"{outcome.checks - outcome.ok} of {outcome.checks} checks failed: "
                             f"{dict(outcome.failures)}")
         problems += self.log.verify(outcome.checks)
+        if not sandbox.pid_alive(self.postfix.master_pid):
+            problems.append("Postfix's master died")
+        if self.blackbox.proc.poll() is not None:
+            problems.append(f"blackbox_exporter exited {self.blackbox.proc.returncode}")
         return Run(tool, concurrency, outcome, seconds, postfix_ticks, self_after - self_before,
                    sys_after[0] - sys_before[0], sys_after[1] - sys_before[1], problems,
                    dict(self.log.ciphers))

@@ -19,6 +19,7 @@ import re
 import resource
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -131,8 +132,10 @@ def run_check_smtp(workdir: Path, port: int, concurrency: int, duration: float) 
                 break
             # Blocking is bounded: every check_smtp gives up after its -t timeout.
             pid, status, ru = os.wait4(-1, 0)
-            if pid not in running:
-                raise RuntimeError(f"process {pid}, not a check_smtp, exited during the run")
+            if pid not in running:  # another child of ours; the caller checks its components
+                print(f"warning: process {pid}, not a check_smtp, exited during the run "
+                      f"(status {status:#x})", file=sys.stderr, flush=True)
+                continue
             running.discard(pid)
             cpu += rusage_seconds(ru)
             exits[os.waitstatus_to_exitcode(status)] += 1

@@ -6,8 +6,10 @@ against the tool's own account and Postfix's log, everything stopped — and wri
 to a temporary copy of the report, never docs/performance.md. This checks that the benchmark
 works, not how fast anything is: the figures of a quick run on a shared machine mean nothing,
 so none is asserted."""
+import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,24 +24,23 @@ OTHER_SECTION = ("<!-- BEGIN milter-throughput -->\nthe milter's figures\n"
                  "<!-- END milter-throughput -->\n")
 
 
-def leftovers(workdir: str) -> list:
-    """Processes of this benchmark still alive: the kinds only it starts (probe_bench,
-    check_smtp, the exporter, smtp-sink with -W), and any whose command line or environment
-    names its work directory (Postfix, openssl s_server)."""
+def leftovers(workdir: Path) -> list:
+    """Processes of the benchmark still alive: those it recorded in its work dir's .pids (a
+    recycled PID has another name), and any whose command line or environment names its work
+    dir (Postfix's daemons, the exporter's and openssl's arguments)."""
     found = []
-    for pid in sandbox.all_pids():
-        try:
+    recorded = [line.split() for line in (workdir / ".pids").read_text().splitlines()]
+    for kind, pid in recorded:
+        with contextlib.suppress(OSError):
             comm = Path(f"/proc/{pid}/comm").read_text().strip()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-                errors="replace")
-            environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        ours = (comm in ("probe_bench", "check_smtp", "prometheus-blac")
-                or (comm == "smtp-sink" and " -W ehlo:" in cmdline)
-                or workdir in cmdline or workdir in environ)
-        if ours and sandbox.pid_alive(pid):
-            found.append(f"{pid} {cmdline}")
+            if sandbox.pid_alive(int(pid)) and comm in kind:
+                found.append(f"{pid} {kind}")
+    for pid in sandbox.all_pids():
+        with contextlib.suppress(OSError):
+            seen = b"".join(Path(f"/proc/{pid}/{name}").read_bytes()
+                            for name in ("cmdline", "environ"))
+            if str(workdir).encode() in seen and sandbox.pid_alive(pid):
+                found.append(f"{pid} {seen[:200]!r}")
     return found
 
 
@@ -53,7 +54,8 @@ def test_quick_comparison_runs_verifies_and_reports_every_tool(tmp_path):
     doc = tmp_path / "performance.md"
     doc.write_text("# Performance\n\n" + OTHER_SECTION)
     env = dict(os.environ, MAILPULSE_BUILD_DIR=str(sandbox.build_dir()))
-    with subprocess.Popen([sys.executable, str(SCRIPT), "--quick", "--write-doc", str(doc)],
+    argv = [sys.executable, str(SCRIPT), "--quick", "--keep", "--write-doc", str(doc)]
+    with subprocess.Popen(argv,
                           env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True) as proc:
         try:
@@ -63,11 +65,14 @@ def test_quick_comparison_runs_verifies_and_reports_every_tool(tmp_path):
             stdout, stderr = proc.communicate(timeout=60)
             pytest.fail(f"the quick benchmark took over 110 s\n{stdout}\n{stderr[-4000:]}")
     report = f"stdout:\n{stdout}\nstderr:\n{stderr[-4000:]}"
-    workdir = re.search(r"^work dir (\S+);", stderr, re.M)
-    assert workdir, report
-    assert not leftovers(workdir[1]), f"left running: {leftovers(workdir[1])}\n{report}"
+    found = re.search(r"^work dir (\S+);", stderr, re.M)
+    assert found, report
+    workdir = Path(found[1])
+    try:  # --keep left the work dir, with the PIDs it recorded, for this check
+        assert not leftovers(workdir), f"left running: {leftovers(workdir)}\n{report}"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     assert proc.returncode == 0, report
-    assert not Path(workdir[1]).exists(), f"work dir {workdir[1]} left behind\n{report}"
     assert "NOT VERIFIED" not in stderr, report
 
     compare, rest = stdout.split("## Every run", 1)
