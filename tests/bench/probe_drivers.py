@@ -382,7 +382,6 @@ PROFILE_SYMBOLS = (  # exported entry points the probe's CPU passes through, inc
     ("OSSL_DECODER_CTX_new_for_pkey", "… of which setting up OpenSSL 3's key decoder"),
     ("EVP_DigestVerifyFinal", "checking the server's handshake signature"),
     ("EVP_PKEY_generate", "generating the key share"),
-    ("EVP_PKEY_derive", "ECDH with the server's share"),
     ("X509_verify_cert", "certificate chain check (its verdict ignored with --insecure)"),
     ("SSL_free", "SSL_free"),
     ("mailpulse::CheckRunner::Impl::HandleHandshakeDone", "collecting the certificate facts"),
