@@ -37,7 +37,8 @@ Run as root with Debian's python3 (stdlib only):
   MAILPULSE_BUILD_DIR=build /usr/bin/python3 tests/bench/postfix_throughput.py [--write-doc]
   ... --quick         a smoke run (200 messages, 4 sessions, 1 round, no waiting)
 Needs build/milter/mailpulse-milter and build/tests/bench/minimal_milter (accounting_bench is
-run too when built). --write-doc writes docs/performance.md (or --write-doc PATH). Every
+run too when built). --write-doc writes its section of docs/performance.md (or of --write-doc
+PATH), keeping the other sections. Every
 process started here is stopped by PID on the way out, whatever happens.
 """
 from __future__ import annotations
@@ -62,6 +63,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
 import sandbox  # noqa: E402  (after the path set-up above)
+import doc_sections  # noqa: E402  (tests/bench, the script's own directory)
 
 VARIANTS = ("no-milter", "mailpulse-unix", "mailpulse-inet", "minimal-unix")
 SINGLE_VARIANTS = ("no-milter", "mailpulse-unix", "mailpulse-inet")
@@ -69,6 +71,7 @@ PAYLOAD = 2048  # smtp-source -l: body bytes per message
 SENDER, RECIPIENT = "bench@mailpulse.test", f"alice@{sandbox.SINK_DOMAIN}"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DOC_PATH = REPO_ROOT / "docs" / "performance.md"
+DOC_SECTION = "milter-throughput"  # this script's section of DOC_PATH (doc_sections.py)
 
 
 def build_dir() -> Path:
@@ -694,7 +697,7 @@ def write_doc(path: Path, args, multi: dict, single: dict, micro: str | None, be
     single_cmd = shlex.join(bench.source_argv("no-milter", 1, args.single_messages)[:-1])
     debug_note = ("\nIts DEBUG warning is about Debian's libbenchmark package, not about the code "
                   f"measured, which was built {info['build_type']}.")
-    doc = f"""# Performance
+    doc = f"""## mailpulse-milter on the mail path
 
 <!-- Written by tests/bench/postfix_throughput.py --write-doc; rerun it rather than edit. -->
 
@@ -704,7 +707,7 @@ milter as the reference (tests/bench/minimal_milter.c: it replies "continue" at 
 registers — all but DATA and unknown commands, which libmilter then negotiates away; unlike
 mailpulse-milter it also replies to each header and at end of headers).
 
-## How it was measured
+### How it was measured
 
 - Date: {started:%Y-%m-%d %H:%M} UTC
 - Machine: {info['nproc']} CPUs, {info['model']} ({info['mhz']} MHz), Linux {info['kernel']}
@@ -743,7 +746,7 @@ mailpulse-milter it also replies to each header and at end of headers).
   less than {args.quiet_threshold:.0%} busy, and ran a run again (up to {args.retries} times,
   keeping the quietest) when other work took more than {args.max_other_load:.0%} of it.
 
-## Throughput, {args.sessions} sessions, {args.messages} messages per run
+### Throughput, {args.sessions} sessions, {args.messages} messages per run
 
 {throughput_table(multi)}
 
@@ -751,17 +754,17 @@ Where the extra CPU per message goes (medians, against no-milter):
 
 {cost_breakdown(multi)}
 
-## Single session, {args.single_messages} messages per run
+### Single session, {args.single_messages} messages per run
 
 {single_table(single)}
 
 {single_note(single)}
 
-## Verdict
+### Verdict
 
 {verdict_lines(items)}
 
-## Micro-benchmark: the milter's accounting logic
+### Micro-benchmark: the milter's accounting logic
 
 `{build_dir().name}/tests/bench/accounting_bench` (Google Benchmark): the per-message cost of
 SessionAccounting next to its floor, the same number of relaxed atomic adds without logic.{
@@ -771,8 +774,8 @@ SessionAccounting next to its floor, the same number of relaxed atomic adds with
 {micro if micro is not None else "(accounting_bench was not built)"}
 ```
 """
-    path.write_text(doc)
-    print(f"wrote {path}", file=sys.stderr)
+    doc_sections.write_section(path, DOC_SECTION, doc)
+    print(f"wrote section {DOC_SECTION} of {path}", file=sys.stderr)
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -789,7 +792,7 @@ def parse_args(argv: list | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 200 messages, 4 sessions, 1 round, 50 single-session")
     p.add_argument("--write-doc", nargs="?", const=DOC_PATH, type=Path, metavar="PATH",
-                   help=f"write the report as Markdown to PATH (default {DOC_PATH})")
+                   help=f"write its section of the Markdown report at PATH (default {DOC_PATH})")
     p.add_argument("--quiet-threshold", type=float, default=0.10,
                    help="before each run, wait until the machine is less busy than this "
                         "fraction with the benchmark idle (default 0.10)")
