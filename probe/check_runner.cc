@@ -138,6 +138,7 @@ class CheckRunner::Impl {
   void EndCurrentPhase(Clock::time_point now);
   void FailBeforeSession(FailureKind kind, Phase phase, std::string detail);
   void Finish();
+  void KeepTlsSession();
   void FlushBestEffort();
   void Release();
 
@@ -364,6 +365,9 @@ StatusOr<SslPtr> CheckRunner::Impl::NewSsl() {
   // Verification runs during the handshake but does not abort it: the handshake completes,
   // the certificate's facts are collected, and the verdict (SSL_get_verify_result) is ours.
   SSL_set_verify(ssl.get(), SSL_VERIFY_NONE, nullptr);
+  if (options_.tls_session && SSL_set_session(ssl.get(), options_.tls_session.get()) != 1) {
+    ERR_clear_error();  // not resumable with this context: a full handshake it is
+  }
   return ssl;
 }
 
@@ -586,10 +590,22 @@ void CheckRunner::Impl::Finish() {
   EndCurrentPhase(now);
   result_.total_seconds = Seconds(now - check_start_);
   result_.outcome = session_started_ ? session_.outcome() : glue_outcome_;
+  KeepTlsSession();
   FlushBestEffort();
   Release();
   // Reported from a fresh loop iteration, so the owner may destroy the runner in the callback.
   event_active(done_event_.get(), 0, 0);
+}
+
+// TLS 1.3 tickets come after the handshake (RFC 8446 section 4.6.1); by the end of the check
+// they have been read with the server's replies, so the session now is the resumable one.
+void CheckRunner::Impl::KeepTlsSession() {
+  if (ssl_ == nullptr || tls_handshaking_ || !result_.tls.established) return;
+  SSL_SESSION* live = SSL_get0_session(ssl_);
+  if (live == nullptr || SSL_SESSION_is_resumable(live) != 1) return;
+  // A copy: freeing an SSL that sent no close_notify (we hang up after QUIT) marks its
+  // session not resumable (ssl_clear_bad_session), which would spoil a shared one.
+  result_.tls_session = AdoptSession(SSL_SESSION_dup(live));
 }
 
 // A failing session ends with QUIT and close in one breath. The check is decided, so it does

@@ -43,6 +43,9 @@ struct CheckOptions {
   double phase_timeout_seconds = 10;    // each phase, DNS and connect included
   double overall_timeout_seconds = 30;  // the whole check
   SessionOptions session;               // kind, TLS mode, HELO name, AUTH, envelope, message
+  // An earlier check's session to resume (an abbreviated handshake: no certificate is sent,
+  // none decoded or verified); the server may refuse and do a full handshake. Null: full.
+  SslSessionRef tls_session;
 };
 
 struct CheckResult {
@@ -50,8 +53,9 @@ struct CheckResult {
   std::array<double, kPhaseCount> phase_seconds{};  // indexed by Phase; negative: not reached
   double total_seconds = 0;
   TlsFacts tls;
-  std::string address;  // the address connected to ("192.0.2.1:25", "[2001:db8::1]:25")
-  std::string mx_host;  // with mx_lookup: the MX host of `address` ("mx1.example.org")
+  std::string address;        // the address connected to ("192.0.2.1:25", "[2001:db8::1]:25")
+  std::string mx_host;        // with mx_lookup: the MX host of `address` ("mx1.example.org")
+  SslSessionRef tls_session;  // after a TLS session: the one to resume next time, if resumable
 };
 
 class CheckRunner {

@@ -55,6 +55,7 @@ nlohmann::json ProbeResultJson(const proto::ProbeResult& p) {
           {"tls_cipher", p.tls_cipher()},
           {"cert_not_after_unix", p.cert_not_after_unix()},
           {"cert_verified", p.cert_verified()},
+          {"tls_resumed", p.tls_resumed()},
           {"queue_id", p.queue_id()},
           {"probe_id", p.probe_id()}};
 }

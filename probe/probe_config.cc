@@ -90,6 +90,7 @@ StatusOr<ProbeTarget> TargetFromEntry(const ConfigEntry& e) {
   if (target.interval_seconds < 0.001) {
     return EntryError(e, "interval", "must be at least 1ms");
   }
+  target.tls_resume_seconds = e.GetSeconds("tls_resume");
   StatusOr<TargetSpec> spec = SpecFromEntry(e);
   if (!spec.ok()) return spec.status();
   std::string field;

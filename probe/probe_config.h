@@ -21,7 +21,8 @@ struct ProbeTarget {
   std::string name;
   CheckPlan plan;
   double interval_seconds = 60;
-  std::string where;  // "FILE:LINE" of its [[target]] header
+  double tls_resume_seconds = 0;  // 0: a full handshake every check
+  std::string where;              // "FILE:LINE" of its [[target]] header
 };
 
 struct ProbeSettings {

@@ -87,6 +87,12 @@ class ProbeDaemon::Impl {
   int Run();
 
  private:
+  // What tls_resume remembers of a target between checks.
+  struct TlsMemory {
+    SslSessionRef session;
+    double full_handshake_at = 0;  // monotonic seconds
+  };
+
   struct RunningCheck {
     ProbeTarget target;  // the settings it started with; a reload does not touch them
     std::shared_ptr<SSL_CTX> tls;
@@ -102,6 +108,8 @@ class ProbeDaemon::Impl {
   void OnWake();
   void StartCheck(const CheckScheduler::DueCheck& due);
   void OnCheckDone(const std::string& name, CheckResult result);
+  void RememberTlsSession(const std::string& name, const ProbeTarget& target,
+                          const CheckResult& result);
   void HandleEvent(const std::string& peer, const proto::Event& event);
   static void OnSignal(evutil_socket_t sig, short, void* arg) noexcept;
   static void OnWakeTimer(evutil_socket_t, short, void* arg) noexcept;
@@ -124,6 +132,7 @@ class ProbeDaemon::Impl {
   CheckScheduler scheduler_;
   std::map<std::string, ProbeTarget> targets_;
   TlsContexts tls_;
+  std::map<std::string, TlsMemory> tls_memory_;
   std::map<std::string, std::unique_ptr<RunningCheck>> running_;
 };
 
@@ -229,6 +238,8 @@ void ProbeDaemon::Impl::ApplyTargets(std::vector<ProbeTarget> targets, TlsContex
   }
   targets_ = std::move(next);
   tls_ = std::move(contexts);
+  // A stored session carries the verdict of its context and name: new settings, new sessions.
+  tls_memory_.clear();
   scheduler_.SetLimits(settings_.max_concurrent_checks, settings_.jitter_fraction);
   scheduler_.SetTargets(schedule, MonotonicSeconds());
   metrics_->SetTargets(targets_.size());
@@ -300,6 +311,11 @@ void ProbeDaemon::Impl::StartCheck(const CheckScheduler::DueCheck& due) {
   check->start_unix_us = UnixMicros();
   CheckOptions options = OptionsForRun(
       plan, static_cast<std::time_t>(check->start_unix_us / 1000000), &check->probe_id);
+  if (const auto memory = tls_memory_.find(due.name);
+      memory != tls_memory_.end() && check->target.tls_resume_seconds > 0 &&
+      MonotonicSeconds() - memory->second.full_handshake_at < check->target.tls_resume_seconds) {
+    options.tls_session = memory->second.session;
+  }
   const std::string name = due.name;
   check->runner = std::make_unique<CheckRunner>(
       base_.get(), resolver_.get(), check->tls.get(), std::move(options),
@@ -329,6 +345,7 @@ void ProbeDaemon::Impl::OnCheckDone(const std::string& name, CheckResult result)
   }
   if (targets_.contains(name)) {
     metrics_->RecordCheck(name, result, verdict, implicit, static_cast<double>(now_us) / 1e6);
+    RememberTlsSession(name, check.target, result);
   }
   if (report_) {
     proto::Event event;
@@ -338,6 +355,14 @@ void ProbeDaemon::Impl::OnCheckDone(const std::string& name, CheckResult result)
     report_->Enqueue(std::move(frame));
   }
   ArmWakeTimer();
+}
+
+void ProbeDaemon::Impl::RememberTlsSession(const std::string& name, const ProbeTarget& target,
+                                           const CheckResult& result) {
+  if (target.tls_resume_seconds <= 0 || !result.tls_session) return;
+  TlsMemory& memory = tls_memory_[name];
+  memory.session = result.tls_session;
+  if (!result.tls.resumed) memory.full_handshake_at = MonotonicSeconds();
 }
 
 void ProbeDaemon::Impl::HandleEvent(const std::string& peer, const proto::Event& event) {

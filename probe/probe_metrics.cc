@@ -46,6 +46,10 @@ ProbeMetrics::ProbeMetrics(MetricsRegistry* r, const std::string& probe_name)
       tls_version_(r->AddGauge("mailpulse_tls_version_info",
                                "TLS version of the target's last TLS session (always 1).",
                                {"target", "version"})),
+      tls_resumed_(r->AddGauge("mailpulse_probe_tls_resumed",
+                               "1 if the target's last TLS handshake resumed an earlier session "
+                               "(tls_resume), 0 if it was a full one.",
+                               {"target"})),
       reloads_(r->AddCounter("mailpulse_probe_config_reloads_total",
                              "Configuration reloads (SIGHUP) by result.", {"result"})),
       events_(r->AddCounter("mailpulse_probe_events_received_total",
@@ -121,12 +125,13 @@ void ProbeMetrics::RecordCheck(const std::string& target, const CheckResult& res
     }
     tls_version_.Remove({target});
     tls_version_.WithLabels({target, result.tls.version}).Set(1);
+    tls_resumed_.WithLabels({target}).Set(result.tls.resumed ? 1 : 0);
   }
 }
 
 void ProbeMetrics::ForgetTarget(const std::string& target) {
   for (GaugeFamily* f : {&success_, &duration_, &phase_duration_, &reply_code_, &state_,
-                         &last_check_, &cert_not_after_, &tls_version_}) {
+                         &last_check_, &cert_not_after_, &tls_version_, &tls_resumed_}) {
     f->Remove({target});
   }
   phase_histogram_.Remove({target});

@@ -47,6 +47,7 @@ class ProbeMetrics {
   GaugeFamily& last_check_;
   GaugeFamily& cert_not_after_;
   GaugeFamily& tls_version_;
+  GaugeFamily& tls_resumed_;
   CounterFamily& reloads_;
   CounterFamily& events_;
   Gauge* targets_;

@@ -42,6 +42,7 @@ proto::ProbeResult MakeProbeResult(const FinishedCheck& c) {
     p.set_tls_cipher(r.tls.cipher);
     p.set_cert_not_after_unix(r.tls.not_after_unix);
     p.set_cert_verified(r.tls.verified);
+    p.set_tls_resumed(r.tls.resumed);
   }
   p.set_queue_id(OneLine(o.queue_id));
   p.set_probe_id(c.probe_id);

@@ -25,11 +25,15 @@ struct SslDeleter {
 };
 using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
 using SslPtr = std::unique_ptr<SSL, SslDeleter>;
+// A TLS session to resume (RFC 8446 section 2.2), shared: a result may be copied around.
+using SslSessionRef = std::shared_ptr<SSL_SESSION>;
+SslSessionRef AdoptSession(SSL_SESSION* session);  // takes the reference SSL_get1_session gave
 
 // A client TLS context: verification material from `ca_file` (PEM, may hold several
 // certificates), or the system CA store when it is empty; nothing is loaded when `verify` is
-// false. One context serves any number of checks; build it once per configuration, because
-// loading the system store costs milliseconds.
+// false (and no chain is built then: a callback accepts whatever the server sends). One
+// context serves any number of checks; build it once per configuration, because loading the
+// system store costs milliseconds.
 StatusOr<SslCtxPtr> NewClientTlsContext(const std::string& ca_file, bool verify);
 
 struct TlsFacts {
@@ -42,6 +46,9 @@ struct TlsFacts {
   std::int64_t not_after_unix = 0;             // 0 when there is no certificate
   bool verified = false;     // chain and name checked and good (false with verification off)
   std::string verify_error;  // X509_verify_cert_error_string when verification failed
+  // An abbreviated handshake that resumed an earlier session: the certificate facts and the
+  // verification verdict are those of the full handshake that made the session.
+  bool resumed = false;
 };
 
 // The facts of `ssl` after its handshake; with `verify`, the verdict of the verification that

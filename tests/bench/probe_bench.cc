@@ -49,6 +49,7 @@ struct BenchOptions {
   long concurrency = 1;  // checks in flight at once
   double timeout = 30;   // per check, overall and per phase
   double sample_interval = 0.1;
+  bool resume = false;  // each check resumes the TLS session the last finished one left
 };
 
 struct DirDeleter {
@@ -162,9 +163,10 @@ class LoadDriver {
   }
 
   void Launch(std::size_t slot) {
-    const CheckOptions& options = options_[static_cast<std::size_t>(launched_) % options_.size()];
+    CheckOptions options = options_[static_cast<std::size_t>(launched_) % options_.size()];
+    if (bench_.resume) options.tls_session = last_session_;  // as the daemon's tls_resume
     slots_[slot].runner = std::make_unique<CheckRunner>(
-        base_, dns_, tls_context_, options,
+        base_, dns_, tls_context_, std::move(options),
         [this, slot](CheckResult result) { OnDone(slot, std::move(result)); });
     slots_[slot].started = Clock::now();
     ++launched_;
@@ -187,6 +189,8 @@ class LoadDriver {
     ++done_;
     NoteGreetedSpan(result, started);
     if (result.tls.established) ++tls_established_;
+    if (result.tls.resumed) ++tls_resumed_;
+    if (result.tls_session) last_session_ = result.tls_session;
     const CheckOutcome& o = result.outcome;
     if (o.success) {
       ++ok_;
@@ -235,7 +239,8 @@ class LoadDriver {
   std::vector<Slot> slots_;
   EventPtr sampler_;
 
-  long launched_ = 0, done_ = 0, ok_ = 0, tls_established_ = 0;
+  long launched_ = 0, done_ = 0, ok_ = 0, tls_established_ = 0, tls_resumed_ = 0;
+  SslSessionRef last_session_;
   long in_flight_ = 0, peak_in_flight_ = 0;
   long fd_baseline_ = 0, peak_open_fds_ = 0, rss_before_kib_ = 0;
   std::map<std::string, long> failures_;
@@ -267,6 +272,7 @@ nlohmann::json LoadDriver::Report() const {
       {"failures", failures_},
       {"failure_examples", failure_examples_},
       {"tls_established", tls_established_},
+      {"tls_resumed", tls_resumed_},
       {"wall_seconds", wall},
       {"checks_per_second", wall > 0 ? static_cast<double>(done_) / wall : 0},
       {"cpu_user_seconds", user},
@@ -312,6 +318,8 @@ void AddOptions(CLI::App* app, BenchOptions* b) {
   CLI::Option* ca = app->add_option("--ca-file", b->ca_file, "Trust these CA certificates (PEM)");
   app->add_flag("--insecure", b->insecure, "Do not verify the server certificate")->excludes(ca);
   app->add_option("--tls-name", b->tls_name, "SNI and the name the certificate must carry");
+  app->add_flag("--resume", b->resume,
+                "Resume the TLS session of the last finished check (the daemon's tls_resume)");
   app->add_option("--helo", b->helo, "EHLO name (default bench.mailpulse.test)");
   app->add_option("--checks", b->checks, "Checks in all (with --duration: at most)")
       ->check(CLI::PositiveNumber);

@@ -175,6 +175,30 @@ def test_probe_results_reach_report_to_as_events(mail, workdir, daemons):
     assert starttls["cert_not_after_unix"] > time.time()
 
 
+def test_tls_resume_resumes_sessions_and_keeps_the_certificate_facts(mail, workdir, daemons):
+    listener = daemons(EventListener(workdir))
+    pf = mail.postfix
+    cert, _ = sandbox.make_tls_cert(mail.workdir, pf.hostname)
+    target = {"name": "resumed", "host": "127.0.0.1", "port": pf.port, "tls": "starttls",
+              "ca_file": str(cert), "tls_name": pf.hostname, "interval": "100ms",
+              "tls_resume": "1h", "cert_warn_days": 1, "cert_crit_days": 0}
+    full = {**target, "name": "full", "tls_resume": 0}
+    probe = daemons(ProbeDaemon(workdir, [target, full], {"report_to": listener.address}))
+    results = listener.wait_for_results("resumed", 4)
+    assert not results[0]["tls_resumed"], results[0]  # the first one makes the session
+    later = results[1:]
+    assert all(r["success"] and r["tls_resumed"] for r in later), later
+    # The facts of the full handshake stay: the certificate, verified against its name.
+    assert all(r["cert_verified"] and r["cert_not_after_unix"] == results[0]["cert_not_after_unix"]
+               for r in later), later
+    assert probe.metric("mailpulse_probe_tls_resumed", target="resumed") == 1
+    assert abs(probe.metric("mailpulse_tls_cert_not_after_timestamp_seconds", target="resumed")
+               - cert_not_after(cert)) < 2
+    fulls = listener.wait_for_results("full", 3)
+    assert not any(r["tls_resumed"] for r in fulls), fulls
+    assert probe.metric("mailpulse_probe_tls_resumed", target="full") == 0
+
+
 def test_mx_targets_use_the_configured_resolvers(mail, workdir, daemons):
     dns = daemons(DnsServer(workdir, ["--host-record=mx1.mailpulse.test,127.0.0.1",
                                       "--mx-host=ok.mail.test,mx1.mailpulse.test,10",
