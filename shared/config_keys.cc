@@ -91,9 +91,9 @@ const std::vector<ConfigSectionArray>& ConfigSectionArrays() {
             "Verify the certificate chain and name; false only collects its facts."},
            {"tls_resume", ConfigType::kDuration, "0", true,
             "0: a full TLS handshake every check. Else resume the last check's TLS session "
-            "(RFC 8446 2.2: no certificate sent or verified, about a third less CPU on both "
-            "sides) and do a full handshake at least this often, so a changed or broken "
-            "certificate shows within it."},
+            "(RFC 8446 2.2: no certificate sent or verified, about 30% less probe CPU) and do "
+            "a full handshake at least this often, so a changed or broken certificate shows "
+            "within it."},
            {"ca_file", ConfigType::kString, R"("")", true,
             "PEM file of CA certificates to trust instead of the system store."},
            {"family", ConfigType::kString, R"("any")", true, "any, ipv4 or ipv6."},
