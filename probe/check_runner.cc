@@ -349,18 +349,8 @@ StatusOr<SslPtr> CheckRunner::Impl::NewSsl() {
   if (tls_context_ == nullptr) return Status::Error("no TLS context configured");
   SslPtr ssl(SSL_new(tls_context_));
   if (!ssl) return Status::Error("SSL_new failed");
-  const bool literal = ParseLiteralAddress(tls_name_, 0).has_value();
-  // SSL_set_tlsext_host_name, spelt out: the macro's C cast trips -Wold-style-cast.
-  if (!literal && SSL_ctrl(ssl.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-                           const_cast<char*>(tls_name_.c_str())) != 1) {
-    return Status::Error("cannot use '" + tls_name_ + "' as TLS server name");
-  }
-  if (options_.verify_certificate) {
-    X509_VERIFY_PARAM* param = SSL_get0_param(ssl.get());
-    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    const int ok = literal ? X509_VERIFY_PARAM_set1_ip_asc(param, tls_name_.c_str())
-                           : X509_VERIFY_PARAM_set1_host(param, tls_name_.c_str(), 0);
-    if (ok != 1) return Status::Error("cannot verify the name '" + tls_name_ + "'");
+  if (Status st = PrepareClientSsl(ssl.get(), tls_name_, options_.verify_certificate); !st.ok()) {
+    return st;
   }
   // Verification runs during the handshake but does not abort it: the handshake completes,
   // the certificate's facts are collected, and the verdict (SSL_get_verify_result) is ours.

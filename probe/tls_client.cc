@@ -11,15 +11,10 @@
 #include <memory>
 
 #include "probe/smtp/smtp_text.h"
+#include "shared/net/tls.h"
 
 namespace mailpulse {
 namespace {
-
-// strerror(3) without its shared buffer (GNU strerror_r returns the text).
-std::string ErrnoText(int error) {
-  char buf[128];
-  return strerror_r(error, buf, sizeof buf);
-}
 
 struct BioDeleter {
   void operator()(BIO* b) const noexcept { BIO_free(b); }
@@ -61,15 +56,6 @@ std::vector<std::string> SubjectAltNames(X509* cert) {
   return out;
 }
 
-// An OpenSSL error queue entry as its reason alone ("wrong version number").
-std::string OpenSslErrorText(unsigned long e) {
-  if (ERR_SYSTEM_ERROR(e)) return ErrnoText(ERR_GET_REASON(e));
-  if (const char* reason = ERR_reason_error_string(e)) return reason;
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return buf;
-}
-
 }  // namespace
 
 void CollectTlsFacts(SSL* ssl, bool verify, TlsFacts* facts) {
@@ -94,51 +80,6 @@ void CollectTlsFacts(SSL* ssl, bool verify, TlsFacts* facts) {
   } else {
     facts->verified = true;
   }
-}
-
-// OpenSSL's reasons for a failed handshake, oldest first ("wrong version number",
-// "sslv3 alert handshake failure"), or what the socket said.
-std::string HandshakeFailureReason(bufferevent* bev, short events) {
-  std::string reason;
-  while (const unsigned long e = bufferevent_get_openssl_error(bev)) {
-    // libevent also files SSL_get_error() codes here (1 for SSL_ERROR_SSL): no reason text.
-    if (ERR_GET_LIB(e) == 0) continue;
-    const std::string text = OpenSslErrorText(e);
-    if (reason.find(text) == std::string::npos) reason += (reason.empty() ? "" : "; ") + text;
-  }
-  if (!reason.empty()) return reason;
-  if ((events & BEV_EVENT_ERROR) != 0 && EVUTIL_SOCKET_ERROR() != 0) {
-    return evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
-  }
-  return "connection closed during the TLS handshake";
-}
-
-SslSessionRef AdoptSession(SSL_SESSION* session) {
-  return SslSessionRef(session, [](SSL_SESSION* s) { SSL_SESSION_free(s); });
-}
-
-StatusOr<SslCtxPtr> NewClientTlsContext(const std::string& ca_file, bool verify) {
-  SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
-  if (!ctx) return Status::Error("SSL_CTX_new failed");
-  SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);
-  if (!verify) {
-    // With SSL_VERIFY_NONE OpenSSL would still build and check the chain and throw the
-    // verdict away; skipping it saves about 2% of a check's CPU (measured, probe_compare).
-    SSL_CTX_set_cert_verify_callback(
-        ctx.get(), [](X509_STORE_CTX*, void*) noexcept { return 1; }, nullptr);
-    return ctx;
-  }
-  const int ok = ca_file.empty()
-                     ? SSL_CTX_set_default_verify_paths(ctx.get())
-                     : SSL_CTX_load_verify_locations(ctx.get(), ca_file.c_str(), nullptr);
-  if (ok != 1) {
-    const unsigned long e = ERR_get_error();  // the first error is the root cause
-    const std::string reason = e != 0 ? OpenSslErrorText(e) : "unknown error";
-    ERR_clear_error();
-    return Status::Error(ca_file.empty() ? "system CA store: " + reason
-                                         : "CA file " + ca_file + ": " + reason);
-  }
-  return ctx;
 }
 
 }  // namespace mailpulse

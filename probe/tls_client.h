@@ -1,7 +1,7 @@
-// The OpenSSL side of a check: client contexts, the facts of an established session
-// (version, cipher, certificate subject, issuer, SANs, not-after, verification), and OpenSSL's
-// own reason for a failed handshake. Glue only: the pure libraries never see OpenSSL. The
-// functions are thread-safe; an SSL_CTX may be shared by any number of checks on one thread.
+// The facts of a check's established TLS session: version, cipher, certificate subject,
+// issuer, SANs, not-after, verification, resumption. Client contexts, handles and OpenSSL's
+// reasons for a failed handshake are in shared/net/tls.h. Glue only: the pure libraries never
+// see OpenSSL. Thread-safe.
 #pragma once
 
 #include <event2/bufferevent.h>
@@ -12,29 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "shared/net/tls.h"
 #include "shared/status.h"
 
 namespace mailpulse {
-
-// Owning OpenSSL handles.
-struct SslCtxDeleter {
-  void operator()(SSL_CTX* p) const noexcept { SSL_CTX_free(p); }
-};
-struct SslDeleter {
-  void operator()(SSL* p) const noexcept { SSL_free(p); }
-};
-using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
-using SslPtr = std::unique_ptr<SSL, SslDeleter>;
-// A TLS session to resume (RFC 8446 section 2.2), shared: a result may be copied around.
-using SslSessionRef = std::shared_ptr<SSL_SESSION>;
-SslSessionRef AdoptSession(SSL_SESSION* session);  // takes the reference SSL_get1_session gave
-
-// A client TLS context: verification material from `ca_file` (PEM, may hold several
-// certificates), or the system CA store when it is empty; nothing is loaded when `verify` is
-// false (and no chain is built then: a callback accepts whatever the server sends). One
-// context serves any number of checks; build it once per configuration, because loading the
-// system store costs milliseconds.
-StatusOr<SslCtxPtr> NewClientTlsContext(const std::string& ca_file, bool verify);
 
 struct TlsFacts {
   bool established = false;
@@ -54,9 +35,5 @@ struct TlsFacts {
 // The facts of `ssl` after its handshake; with `verify`, the verdict of the verification that
 // ran during it (SSL_get_verify_result: chain and the name set on the SSL).
 void CollectTlsFacts(SSL* ssl, bool verify, TlsFacts* facts);
-
-// OpenSSL's reasons for a failed handshake on `bev`, oldest first ("wrong version number",
-// "sslv3 alert handshake failure"), or what the socket said (`events` from the callback).
-std::string HandshakeFailureReason(bufferevent* bev, short events);
 
 }  // namespace mailpulse
