@@ -35,14 +35,20 @@ StatusOr<Endpoint> UnixEndpoint(std::string_view path, std::string_view whole) {
 
 std::string Endpoint::ToString() const {
   if (kind == Kind::kUnix) return "unix:" + path;
-  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
-  return host + ":" + std::to_string(port);
+  const std::string prefix = tls ? "tls:" : "";
+  if (host.find(':') != std::string::npos) {
+    return prefix + "[" + host + "]:" + std::to_string(port);
+  }
+  return prefix + host + ":" + std::to_string(port);
 }
 
 StatusOr<Endpoint> ParseEndpoint(std::string_view text) {
   if (text.substr(0, 5) == "unix:") return UnixEndpoint(text.substr(5), text);
-  std::string_view rest = text.substr(0, 5) == "inet:" ? text.substr(5) : text;
+  const bool tls = text.substr(0, 4) == "tls:";
+  std::string_view rest = tls ? text.substr(4) : text;
+  if (rest.substr(0, 5) == "inet:") rest = rest.substr(5);
   Endpoint e;
+  e.tls = tls;
   std::string_view port_text;
   if (!rest.empty() && rest.front() == '[') {
     const std::size_t close = rest.find(']');

@@ -16,12 +16,14 @@ struct Endpoint {
   std::string path;  // kUnix
   std::string host;  // kTcp: an address or name, IPv6 without brackets; empty means any
   std::uint16_t port = 0;
+  bool tls = false;  // kTcp written "tls:HOST:PORT": the connection speaks TLS
 
-  // "unix:/path" or "HOST:PORT" ("[v6]:PORT" for IPv6).
+  // "unix:/path", "HOST:PORT" ("[v6]:PORT" for IPv6) or "tls:HOST:PORT".
   std::string ToString() const;
 };
 
-// "unix:/path", "inet:HOST:PORT" (Postfix style), "HOST:PORT" or "[v6]:PORT".
+// "unix:/path", "inet:HOST:PORT" (Postfix style), "HOST:PORT", "[v6]:PORT", or either TCP
+// form after "tls:" for a TLS connection.
 StatusOr<Endpoint> ParseEndpoint(std::string_view text);
 
 // libmilter style: "unix:/path", "local:/path", "inet:PORT@HOST", "inet6:PORT@HOST",

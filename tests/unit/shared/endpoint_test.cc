@@ -31,6 +31,20 @@ TEST(EndpointTest, ParsesPostfixInetAndUnix) {
   EXPECT_EQ(unix_ep->path, "/run/mailpulse/events.sock");
 }
 
+TEST(EndpointTest, ParsesTlsEndpointsAndWritesThemBack) {
+  auto a = ParseEndpoint("tls:probe.example.org:9799");
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  EXPECT_TRUE(a->tls);
+  EXPECT_EQ(a->host, "probe.example.org");
+  EXPECT_EQ(a->port, 9799);
+  EXPECT_EQ(a->ToString(), "tls:probe.example.org:9799");
+  auto b = ParseEndpoint("tls:[2001:db8::1]:9799");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->ToString(), "tls:[2001:db8::1]:9799");
+  EXPECT_FALSE(ParseEndpoint("127.0.0.1:25")->tls);
+  EXPECT_FALSE(ParseEndpoint("tls:nohost").ok());
+}
+
 TEST(EndpointTest, RejectsBadPortsAndShapes) {
   EXPECT_FALSE(ParseEndpoint("127.0.0.1").ok());
   EXPECT_FALSE(ParseEndpoint("127.0.0.1:0").ok());
