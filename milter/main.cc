@@ -35,6 +35,8 @@
 #include "shared/net/libevent_log.h"
 #include "shared/net/metrics_http.h"
 #include "shared/net/privileges.h"
+#include "shared/net/tls.h"
+#include "shared/secret_file.h"
 
 namespace mailpulse {
 namespace {
@@ -64,8 +66,29 @@ struct Settings {
   Endpoint socket;
   std::optional<Endpoint> metrics_listen;
   std::optional<Endpoint> event_socket;
+  EventSenderOptions event_options;
   ClientClassifier classifier;
 };
+
+// The TLS side of a tls:HOST:PORT event socket: the token to present and how to verify the
+// probe. Errors name where the key came from.
+Status EventTlsOptions(const Config& config, const Endpoint& where, EventSenderOptions* o) {
+  o->max_queued = static_cast<std::size_t>(config.GetInt("milter.event_queue_size"));
+  if (!where.tls) return Status::Ok();
+  const auto fail = [&](const std::string& key, const std::string& message) {
+    return Status::Error(config.Where(key) + ": " + key + ": " + message);
+  };
+  const std::string& token_file = config.GetString("milter.event_token_file");
+  if (token_file.empty()) return fail("milter.event_token_file", "a tls: event socket needs it");
+  StatusOr<std::string> token = ReadSecretFile(token_file, "token file");
+  if (!token.ok()) return fail("milter.event_token_file", token.status().message());
+  o->token = std::move(*token);
+  StatusOr<SslCtxPtr> ctx = NewClientTlsContext(config.GetString("milter.event_ca_file"), true);
+  if (!ctx.ok()) return fail("milter.event_ca_file", ctx.status().message());
+  o->tls_context = std::shared_ptr<SSL_CTX>(ctx->release(), SSL_CTX_free);
+  o->tls_name = config.GetString("milter.event_tls_name");
+  return Status::Ok();
+}
 
 StatusOr<Settings> Validate(const Config& config) {
   // Errors name where the value came from (FILE:LINE, command line or default).
@@ -77,7 +100,7 @@ StatusOr<Settings> Validate(const Config& config) {
   StatusOr<ClientClassifier> classifier =
       ClientClassifier::Create(config.GetStringList("milter.trusted_networks"));
   if (!classifier.ok()) return fail("milter.trusted_networks", classifier.status());
-  Settings s{*socket, std::nullopt, std::nullopt, std::move(*classifier)};
+  Settings s{*socket, std::nullopt, std::nullopt, {}, std::move(*classifier)};
   if (const std::string& m = config.GetString("milter.metrics_listen"); !m.empty()) {
     StatusOr<Endpoint> e = ParseEndpoint(m);
     if (!e.ok()) return fail("milter.metrics_listen", e.status());
@@ -87,6 +110,7 @@ StatusOr<Settings> Validate(const Config& config) {
     StatusOr<Endpoint> e = ParseEndpoint(ev);
     if (!e.ok()) return fail("milter.event_socket", e.status());
     s.event_socket = *e;
+    if (Status st = EventTlsOptions(config, *e, &s.event_options); !st.ok()) return st;
   }
   if (config.GetSeconds("milter.snapshot_interval") <= 0) {
     return fail("milter.snapshot_interval", Status::Error("must be positive"));
@@ -261,10 +285,10 @@ int Serve(const Config& config, const Settings& settings, bool foreground) {
   SnapshotTimer snapshots{&counters, process.events_dropped, nullptr,
                           hop,       NowUnixMicros(),        nullptr};
   if (settings.event_socket) {
-    sender = std::make_unique<EventSender>(
-        loop.base(), *settings.event_socket,
-        static_cast<std::size_t>(config.GetInt("milter.event_queue_size")), process.events_dropped,
-        process.events_sent);
+    EventSenderOptions options = settings.event_options;
+    options.hello_name = hop;
+    sender = std::make_unique<EventSender>(loop.base(), *settings.event_socket, std::move(options),
+                                           process.events_dropped, process.events_sent);
     snapshots.sender = sender.get();
     snapshots.timer.reset(event_new(loop.base(), -1, EV_PERSIST, &SnapshotTimer::Fire, &snapshots));
     const double interval = config.GetSeconds("milter.snapshot_interval");

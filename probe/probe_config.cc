@@ -8,6 +8,7 @@
 
 #include "probe/resolver.h"
 #include "shared/logging.h"
+#include "shared/secret_file.h"
 
 namespace mailpulse {
 namespace {
@@ -114,6 +115,49 @@ Status OptionalEndpoint(const Config& config, const std::string& key,
   return Status::Ok();
 }
 
+Status KeyError(const Config& config, const std::string& key, const std::string& message) {
+  return Status::Error(config.Where(key) + ": " + key + ": " + message);
+}
+
+// The TLS event socket and the token both it and a tls: report_to need.
+Status LoadEventTls(const Config& config, ProbeSettings* s) {
+  if (Status st = OptionalEndpoint(config, "probe.event_listen_tls", &s->event_listen_tls);
+      !st.ok()) {
+    return st;
+  }
+  if (s->event_listen_tls) {
+    if (s->event_listen_tls->kind != Endpoint::Kind::kTcp) {
+      return KeyError(config, "probe.event_listen_tls", "must be HOST:PORT");
+    }
+    s->event_listen_tls->tls = true;
+    s->event_tls_cert_file = config.GetString("probe.event_tls_cert_file");
+    s->event_tls_key_file = config.GetString("probe.event_tls_key_file");
+    if (s->event_tls_cert_file.empty() || s->event_tls_key_file.empty()) {
+      return KeyError(config, "probe.event_listen_tls",
+                      "needs probe.event_tls_cert_file and probe.event_tls_key_file");
+    }
+    if (Status st = CheckPrivateFile(s->event_tls_key_file, "key file"); !st.ok()) {
+      return KeyError(config, "probe.event_tls_key_file", st.message());
+    }
+  }
+  if (s->event_socket && s->event_socket->tls) {
+    return KeyError(config, "probe.event_socket", "use probe.event_listen_tls for TLS");
+  }
+  const bool needs_token = s->event_listen_tls || (s->report_to && s->report_to->tls);
+  const std::string& token_file = config.GetString("probe.event_token_file");
+  if (needs_token && token_file.empty()) {
+    return KeyError(config, "probe.event_token_file",
+                    "a TLS event socket or a tls: probe.report_to needs the shared token");
+  }
+  if (!token_file.empty()) {
+    StatusOr<std::string> token = ReadSecretFile(token_file, "token file");
+    if (!token.ok()) return KeyError(config, "probe.event_token_file", token.status().message());
+    s->event_token = std::move(*token);
+  }
+  s->event_ca_file = config.GetString("probe.event_ca_file");
+  return Status::Ok();
+}
+
 Status LoadProbeSection(const Config& config, ProbeSettings* s) {
   s->name = config.GetString("probe.name");
   if (s->name.empty()) s->name = HostName();
@@ -125,6 +169,7 @@ Status LoadProbeSection(const Config& config, ProbeSettings* s) {
                                   {"probe.report_to", &s->report_to}}) {
     if (Status st = OptionalEndpoint(config, key, slot); !st.ok()) return st;
   }
+  if (Status st = LoadEventTls(config, s); !st.ok()) return st;
   if (s->metrics_listen && s->metrics_listen->kind != Endpoint::Kind::kTcp) {
     return Status::Error(config.Where("probe.metrics_listen") +
                          ": probe.metrics_listen: must be HOST:PORT");
@@ -191,6 +236,12 @@ std::vector<std::string> SettingsNeedingRestart(const ProbeSettings& a, const Pr
     keys.emplace_back("probe.event_socket_group");
   }
   if (differ(a.report_to, b.report_to)) keys.emplace_back("probe.report_to");
+  if (differ(a.event_listen_tls, b.event_listen_tls) ||
+      a.event_tls_cert_file != b.event_tls_cert_file ||
+      a.event_tls_key_file != b.event_tls_key_file || a.event_token != b.event_token ||
+      a.event_ca_file != b.event_ca_file) {
+    keys.emplace_back("probe.event_listen_tls/event_tls_*/event_token_file/event_ca_file");
+  }
   if (a.resolvers != b.resolvers) keys.emplace_back("probe.resolvers");
   if (a.log_target != b.log_target) keys.emplace_back("log.target");
   if (a.log_level != b.log_level) keys.emplace_back("log.level");

@@ -32,6 +32,11 @@ struct ProbeSettings {
   std::optional<Endpoint> event_socket;
   std::string event_socket_group;
   std::optional<Endpoint> report_to;
+  std::optional<Endpoint> event_listen_tls;  // tls set
+  std::string event_tls_cert_file;
+  std::string event_tls_key_file;
+  std::string event_token;  // read from probe.event_token_file; never logged
+  std::string event_ca_file;
   std::vector<std::string> resolvers;  // nameservers; empty: /etc/resolv.conf
   std::size_t max_concurrent_checks = 64;
   double jitter_fraction = 0.1;

@@ -23,6 +23,7 @@
 #include "shared/logging.h"
 #include "shared/net/event_sender.h"
 #include "shared/net/metrics_http.h"
+#include "shared/net/tls.h"
 
 namespace mailpulse {
 namespace {
@@ -125,6 +126,7 @@ class ProbeDaemon::Impl {
   std::unique_ptr<ProbeMetrics> metrics_;
   std::unique_ptr<MetricsHttpServer> http_;
   std::unique_ptr<EventServer> events_;
+  std::unique_ptr<EventServer> tls_events_;
   std::unique_ptr<EventSender> report_;
   EventPtr wake_;
   std::vector<EventPtr> signals_;
@@ -168,9 +170,11 @@ Status ProbeDaemon::Impl::Init() {
 
 Status ProbeDaemon::Impl::InitSockets() {
   if (settings_.metrics_listen) {
-    auto http = MetricsHttpServer::Create(
-        base_.get(), *settings_.metrics_listen, &registry_,
-        [this] { metrics_->SetEventPeers(events_ ? events_->peers() : 0); });
+    auto http =
+        MetricsHttpServer::Create(base_.get(), *settings_.metrics_listen, &registry_, [this] {
+          metrics_->SetEventPeers((events_ ? events_->peers() : 0) +
+                                  (tls_events_ ? tls_events_->peers() : 0));
+        });
     if (!http.ok()) return http.status();
     http_ = std::move(*http);
   }
@@ -185,8 +189,30 @@ Status ProbeDaemon::Impl::InitSockets() {
     if (!server.ok()) return server.status();
     events_ = std::move(*server);
   }
+  if (settings_.event_listen_tls) {
+    StatusOr<SslCtxPtr> ctx =
+        NewServerTlsContext(settings_.event_tls_cert_file, settings_.event_tls_key_file);
+    if (!ctx.ok()) return Status::Error("probe.event_listen_tls: " + ctx.status().message());
+    const EventServerTls tls{std::shared_ptr<SSL_CTX>(ctx->release(), SSL_CTX_free),
+                             settings_.event_token};
+    auto server = EventServer::Create(
+        base_.get(), *settings_.event_listen_tls,
+        [this](const std::string& peer, const proto::Event& event) { HandleEvent(peer, event); },
+        metrics_->event_peers_dropped(), &tls);
+    if (!server.ok()) return server.status();
+    tls_events_ = std::move(*server);
+  }
   if (settings_.report_to) {
-    report_ = std::make_unique<EventSender>(base_.get(), *settings_.report_to, kReportQueueSize,
+    EventSenderOptions options;
+    options.max_queued = kReportQueueSize;
+    options.hello_name = settings_.name;
+    if (settings_.report_to->tls) {
+      StatusOr<SslCtxPtr> ctx = NewClientTlsContext(settings_.event_ca_file, true);
+      if (!ctx.ok()) return Status::Error("probe.event_ca_file: " + ctx.status().message());
+      options.tls_context = std::shared_ptr<SSL_CTX>(ctx->release(), SSL_CTX_free);
+      options.token = settings_.event_token;
+    }
+    report_ = std::make_unique<EventSender>(base_.get(), *settings_.report_to, std::move(options),
                                             metrics_->report_dropped(), metrics_->report_sent());
   }
   return Status::Ok();

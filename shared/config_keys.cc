@@ -28,7 +28,16 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"milter.hop_name", ConfigType::kString, R"("")", false,
        "Name of this hop in events and stamps. Empty: the host name."},
       {"milter.event_socket", ConfigType::kString, R"("")", false,
-       "The probe's shared event socket (unix:/path or inet:HOST:PORT). Empty: send no events."},
+       "The probe's shared event socket: unix:/path, HOST:PORT, or tls:HOST:PORT for a probe on "
+       "another host (with milter.event_token_file). Empty: send no events."},
+      {"milter.event_token_file", ConfigType::kString, R"("")", false,
+       "For a tls:HOST:PORT event socket: the file holding the probe's shared event token "
+       "(one line, not readable by group or others)."},
+      {"milter.event_ca_file", ConfigType::kString, R"("")", false,
+       "For a tls: event socket: PEM CA certificates to verify the probe's certificate with. "
+       "Empty: the system store."},
+      {"milter.event_tls_name", ConfigType::kString, R"("")", false,
+       "For a tls: event socket: the name the probe's certificate must carry. Empty: its host."},
       {"milter.snapshot_interval", ConfigType::kDuration, "5", false,
        "How often a traffic snapshot is sent to the event socket."},
       {"milter.event_queue_size", ConfigType::kInt, "256", false,
@@ -46,6 +55,19 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"probe.event_socket", ConfigType::kString, R"("unix:/run/mailpulse/events.sock")", false,
        "The shared event socket the probe owns and the milters report to (unix:/path, mode "
        "0660, or HOST:PORT). Empty: no event socket."},
+      {"probe.event_listen_tls", ConfigType::kString, R"("")", false,
+       "HOST:PORT of a second event socket, with TLS, for milters and probes on other hosts; "
+       "each peer must present the token of probe.event_token_file. Empty: none."},
+      {"probe.event_tls_cert_file", ConfigType::kString, R"("")", false,
+       "PEM certificate (chain) of the TLS event socket."},
+      {"probe.event_tls_key_file", ConfigType::kString, R"("")", false,
+       "PEM private key of the TLS event socket (not readable by group or others)."},
+      {"probe.event_token_file", ConfigType::kString, R"("")", false,
+       "The shared event token (one line, mode 0600): what peers of the TLS event socket must "
+       "present, and what this probe presents to a tls: probe.report_to."},
+      {"probe.event_ca_file", ConfigType::kString, R"("")", false,
+       "For a tls: probe.report_to: PEM CA certificates to verify the central probe with. "
+       "Empty: the system store."},
       {"probe.event_socket_group", ConfigType::kString, R"("")", false,
        "Group of the unix event socket, so milters running as another user can connect. "
        "Empty: the group of probe.user."},

@@ -53,10 +53,10 @@ class ProbeKey {
 
 struct ProbeToken {
   int version = 1;
-  std::string id;               // 32 lowercase hex digits
+  std::string id;  // 32 lowercase hex digits
   std::int64_t time_unix_us = 0;
-  std::string source;           // the probe's name
-  std::string mac;              // base64, as received (empty before signing)
+  std::string source;  // the probe's name
+  std::string mac;     // base64, as received (empty before signing)
 };
 
 // "v=1;id=...;t=...;src=..." — what the MAC covers.
@@ -92,7 +92,7 @@ struct TokenCheck {
 };
 
 struct TokenLimits {
-  std::int64_t max_age_us = 3600LL * 1000000;   // a probe message older than 1 h is stale
+  std::int64_t max_age_us = 3600LL * 1000000;    // a probe message older than 1 h is stale
   std::int64_t max_future_us = 300LL * 1000000;  // clocks may be 5 min apart
 };
 
@@ -127,8 +127,8 @@ class ReplayGuard {
 // `now_unix_us`, and — when `guard` is given — replay of (id, hop). A token is only
 // remembered by the guard once everything else passed.
 TokenCheck VerifyProbeToken(const ProbeKey& key, std::string_view header_value,
-                            std::int64_t now_unix_us, const TokenLimits& limits,
-                            ReplayGuard* guard, std::string_view hop);
+                            std::int64_t now_unix_us, const TokenLimits& limits, ReplayGuard* guard,
+                            std::string_view hop);
 
 // The hop stamp header value: "hop=<hop>; t=<unix µs>; qid=<queue id>".
 std::string HopStamp(std::string_view hop, std::int64_t time_unix_us, std::string_view queue_id);

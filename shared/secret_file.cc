@@ -58,4 +58,17 @@ StatusOr<std::string> ReadSecretFile(const std::string& path, std::string_view w
   return secret;
 }
 
+Status CheckPrivateFile(const std::string& path, std::string_view what_view) {
+  const std::string what(what_view);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return Status::Error("cannot read " + what + " " + path + ": " + ErrnoText(errno));
+  }
+  if (!S_ISREG(st.st_mode)) return Status::Error(what + " " + path + " is not a regular file");
+  if ((st.st_mode & (S_IRGRP | S_IROTH)) != 0) {
+    return Status::Error(what + " " + path + " is readable by others; chmod 600 it");
+  }
+  return Status::Ok();
+}
+
 }  // namespace mailpulse

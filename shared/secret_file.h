@@ -15,4 +15,8 @@ namespace mailpulse {
 // `what` names the kind of file in errors: "password file", "key file", "token file".
 StatusOr<std::string> ReadSecretFile(const std::string& path, std::string_view what);
 
+// The same rules for a secret that another library reads (a TLS private key): the file exists,
+// is a regular file, and neither group nor others may read it.
+Status CheckPrivateFile(const std::string& path, std::string_view what);
+
 }  // namespace mailpulse

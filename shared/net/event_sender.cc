@@ -2,6 +2,8 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -9,7 +11,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "shared/frame_codec.h"
 #include "shared/logging.h"
+#include "shared/net/tls.h"
 
 namespace mailpulse {
 namespace {
@@ -21,11 +25,12 @@ constexpr std::size_t kMaxUnsentBytes = 1 << 20;
 
 }  // namespace
 
-EventSender::EventSender(event_base* base, Endpoint target, std::size_t max_queued,
+EventSender::EventSender(event_base* base, Endpoint target, EventSenderOptions options,
                          Counter* dropped, Counter* sent)
     : base_(base),
       target_(std::move(target)),
-      max_queued_(std::max<std::size_t>(max_queued, 1)),
+      options_(std::move(options)),
+      max_queued_(std::max<std::size_t>(options_.max_queued, 1)),
       dropped_(dropped),
       sent_(sent),
       reconnect_timer_(evtimer_new(base, &EventSender::OnReconnectTimer, this)) {}
@@ -43,8 +48,25 @@ void EventSender::Enqueue(std::string frame) {
   }
 }
 
+bufferevent* EventSender::NewBufferEvent() {
+  if (!target_.tls) return bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE);
+  if (!options_.tls_context) return nullptr;
+  SslPtr ssl(SSL_new(options_.tls_context.get()));
+  if (!ssl) return nullptr;
+  const std::string name = options_.tls_name.empty() ? target_.host : options_.tls_name;
+  if (Status s = PrepareClientSsl(ssl.get(), name, options_.verify); !s.ok()) {
+    MP_LOG_WARNING("event socket %s: %s", target_.ToString().c_str(), s.message().c_str());
+    return nullptr;
+  }
+  SSL_set_verify(ssl.get(), options_.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+  bufferevent* bev = bufferevent_openssl_socket_new(
+      base_, -1, ssl.get(), BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+  if (bev != nullptr) (void)ssl.release();  // owned by the bufferevent now
+  return bev;
+}
+
 void EventSender::Connect() {
-  bev_.reset(bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE));
+  bev_.reset(NewBufferEvent());
   if (!bev_) {
     ScheduleReconnect();
     return;
@@ -64,6 +86,18 @@ void EventSender::Connect() {
                                              target_.port);
   }
   if (rc != 0) OnDisconnected(std::strerror(errno));
+}
+
+// The hello goes out first on every connection, ahead of the queued frames; it is not one of
+// the counted events.
+void EventSender::SendHello() {
+  if (options_.hello_name.empty() && options_.token.empty()) return;
+  proto::Event hello;
+  hello.mutable_peer_hello()->set_peer_name(options_.hello_name);
+  hello.mutable_peer_hello()->set_token(options_.token);
+  std::string frame;
+  AppendEventFrame(hello, &frame);
+  bufferevent_write(bev_.get(), frame.data(), frame.size());
 }
 
 void EventSender::Flush() {
@@ -94,7 +128,7 @@ void EventSender::ScheduleReconnect() {
   backoff_seconds_ = std::min(backoff_seconds_ * 2, kMaxBackoffSeconds);
 }
 
-void EventSender::OnEvent(bufferevent* /*bev*/, short what, void* self) noexcept {
+void EventSender::OnEvent(bufferevent* bev, short what, void* self) noexcept {
   auto* sender = static_cast<EventSender*>(self);
   if ((what & BEV_EVENT_CONNECTED) != 0) {
     sender->connected_ = true;
@@ -104,13 +138,17 @@ void EventSender::OnEvent(bufferevent* /*bev*/, short what, void* self) noexcept
       MP_LOG_INFO("event socket %s: connected", sender->target_.ToString().c_str());
     }
     sender->warned_ = false;
+    sender->SendHello();
     sender->Flush();
     return;
   }
   if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) != 0) {
     const int err = EVUTIL_SOCKET_ERROR();
-    sender->OnDisconnected((what & BEV_EVENT_EOF) != 0 ? "closed by peer"
-                                                       : evutil_socket_error_to_string(err));
+    const std::string why = (what & BEV_EVENT_EOF) != 0 ? "closed by peer"
+                            : sender->target_.tls ? "TLS: " + HandshakeFailureReason(bev, what)
+                                                  : evutil_socket_error_to_string(err);
+    ERR_clear_error();
+    sender->OnDisconnected(why.c_str());
   }
 }
 
