@@ -141,7 +141,7 @@ class ValueLexer {
     while (!AtEnd()) {
       const char c = text_[pos_];
       if (depth > 0 && c == '\\') {
-        pos_ += 2;
+        pos_ = std::min(pos_ + 2, text_.size());  // a quoted pair, maybe cut after its '\'
         continue;
       }
       if (c == '(') {

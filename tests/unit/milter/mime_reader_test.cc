@@ -76,6 +76,14 @@ TEST(ParseContentTypeTest, UnclosedQuotedStringRunsToTheEnd) {
   EXPECT_EQ(*ct->Parameter("boundary"), "abc");
 }
 
+// Found by dsn_parser_fuzz: a quoted pair cut off at the end of an unclosed comment.
+TEST(ParseContentTypeTest, BackslashAtTheEndOfAnUnclosedCommentEndsTheValue) {
+  EXPECT_EQ(ParseContentType("(comment \\"), std::nullopt);
+  const auto ct = ParseContentType("text/plain; a=b; (comment \\");
+  ASSERT_TRUE(ct.has_value());
+  EXPECT_EQ(ct->parameters.size(), 1u);
+}
+
 std::vector<std::string> Parts(std::string_view body, std::size_t max_parts = 10) {
   std::vector<std::string> out;
   for (const BodyPart& p : SplitMultipart(body, "b", max_parts)) {
