@@ -3,6 +3,7 @@
 //           the milters report to, SIGHUP reload (docs/probe.md, "The daemon")
 //   check   one synthetic SMTP check with a report and a Nagios status line (docs/probe.md)
 //   events  own the event socket and print each event as one JSON line (debugging)
+//   imap-find  find a probe message in a mailbox over IMAP, print its hop trail, delete it
 #include <event2/event.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "probe/check_command.h"
 #include "probe/event_json.h"
 #include "probe/event_server.h"
+#include "probe/imap_command.h"
 #include "probe/probe_config.h"
 #include "probe/probe_daemon.h"
 #include "shared/config.h"
@@ -222,6 +224,8 @@ int main(int argc, char** argv) {
                      "Event socket, overrides probe.event_socket (unix:/path or HOST:PORT)");
   mailpulse::CheckCommandOptions check_options;
   CLI::App* check = mailpulse::AddCheckCommand(&app, &check_options);
+  mailpulse::ImapFindOptions imap_find_options;
+  CLI::App* imap_find = mailpulse::AddImapFindCommand(&app, &imap_find_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -230,9 +234,13 @@ int main(int argc, char** argv) {
       std::printf("%s\n", mailpulse::UnknownStatusLine(e.what()).c_str());
       return static_cast<int>(mailpulse::NagiosState::kUnknown);
     }
+    if (mailpulse::IsImapFindCommand(argc, argv)) {
+      return app.exit(e) == 0 ? 0 : mailpulse::kImapFindError;  // 1 would mean "not found"
+    }
     return app.exit(e);
   }
   if (check->parsed()) return mailpulse::RunCheckCommand(check_options);
+  if (imap_find->parsed()) return mailpulse::RunImapFindCommand(imap_find_options);
   if (run->parsed()) return mailpulse::RunDaemon(run_options);
   return mailpulse::RunEvents(config_path, listen);
 }

@@ -82,4 +82,15 @@ void CollectTlsFacts(SSL* ssl, bool verify, TlsFacts* facts) {
   }
 }
 
+StatusOr<SslPtr> NewClientSsl(SSL_CTX* context, const std::string& tls_name, bool verify) {
+  if (context == nullptr) return Status::Error("no TLS context configured");
+  SslPtr ssl(SSL_new(context));
+  if (!ssl) return Status::Error("SSL_new failed");
+  if (Status s = PrepareClientSsl(ssl.get(), tls_name, verify); !s.ok()) return s;
+  // Verification runs during the handshake but does not abort it; the verdict
+  // (SSL_get_verify_result) is the caller's.
+  SSL_set_verify(ssl.get(), SSL_VERIFY_NONE, nullptr);
+  return ssl;
+}
+
 }  // namespace mailpulse

@@ -32,6 +32,12 @@ struct TlsFacts {
   bool resumed = false;
 };
 
+// A client SSL for one connection on `context`: SNI `tls_name` (none for a literal address,
+// RFC 6066 section 3) and, with `verify`, the name or IP address the certificate must carry.
+// Verification runs during the handshake without aborting it (SSL_VERIFY_NONE): the caller
+// reads the verdict with CollectTlsFacts once the handshake is done.
+StatusOr<SslPtr> NewClientSsl(SSL_CTX* context, const std::string& tls_name, bool verify);
+
 // The facts of `ssl` after its handshake; with `verify`, the verdict of the verification that
 // ran during it (SSL_get_verify_result: chain and the name set on the SSL).
 void CollectTlsFacts(SSL* ssl, bool verify, TlsFacts* facts);

@@ -439,6 +439,7 @@ flush     unix  n       -       n       1000?   0       flush
 proxymap  unix  -       -       n       -       -       proxymap
 proxywrite unix -       -       n       -       1       proxymap
 smtp      unix  -       -       n       -       -       smtp
+lmtp      unix  -       -       n       -       -       lmtp
 relay     unix  -       -       n       -       -       smtp
 showq     unix  n       -       n       -       -       showq
 error     unix  -       -       n       -       -       error
@@ -594,28 +595,63 @@ class PostfixInstance(Component):
 
 class DovecotInstance(Component):
     """A self-contained Dovecot giving `postfix` SASL at <queue>/private/auth, with passwd-file
-    users {name: password}. `imap=True` adds IMAP on `imap_port`; that needs dovecot-imapd,
-    which dovecot-core alone lacks."""
+    users {name: password} and their mail in Maildirs under <dir>/mail. `imap=True` adds IMAP
+    on `imap_port`; `imaps=True` adds IMAP over implicit TLS on `imaps_port` and STARTTLS on
+    the IMAP port, with a self-signed certificate for `tls_name` (make_tls_cert: `cert_file`);
+    both need dovecot-imapd, which dovecot-core alone lacks. `lmtp=True` adds LMTP delivery on
+    the unix socket `lmtp_socket` (<queue>/private/dovecot-lmtp, for Postfix's
+    `lmtp:unix:private/dovecot-lmtp`); that needs dovecot-lmtpd."""
 
     def __init__(self, workdir: Path, postfix: PostfixInstance, users: dict | None = None,
-                 imap: bool = False):
+                 imap: bool = False, imaps: bool = False, lmtp: bool = False,
+                 tls_name: str = "imap.mailpulse.test"):
         self.dir = workdir / "dovecot"
         self.conf, self.pid_file = self.dir / "dovecot.conf", self.dir / "run" / "master.pid"
         self.users = users or {SASL_USER: SASL_PASSWORD}
         self.imap_port = free_port() if imap else None
+        self.imaps_port = free_port() if imaps else None
+        self.tls_name = tls_name
+        self.cert_file: Path | None = None
         self.auth_socket = postfix.queue_dir / "private" / "auth"
+        self.lmtp_socket = postfix.queue_dir / "private" / "dovecot-lmtp" if lmtp else None
         self.master_pid: int | None = None
+
+    def maildir(self, user: str) -> Path:
+        """Where Dovecot keeps `user`'s INBOX (Maildir: new/ and cur/ hold the messages)."""
+        return self.dir / "mail" / user
+
+    def _tls_config(self) -> str:
+        if not self.imaps_port:
+            return "ssl = no"
+        cert, key = make_tls_cert(self.dir.parent, self.tls_name)
+        self.cert_file = cert
+        return f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
+
+    def _lmtp_config(self) -> str:
+        if not self.lmtp_socket:
+            return ""
+        return f"""\
+service lmtp {{
+  unix_listener {self.lmtp_socket} {{
+    mode = 0660
+    user = postfix
+    group = postfix
+  }}
+}}
+"""
 
     def config(self) -> str:
         d = self.dir
+        protocols = " ".join(p for p, on in (("imap", self.imap_port or self.imaps_port),
+                                             ("lmtp", self.lmtp_socket)) if on) or "none"
         return f"""\
 base_dir = {d}/run
 state_dir = {d}/state
 instance_name = dovecot-{d.parent.name}
 log_path = {d}/dovecot.log
 listen = 127.0.0.1
-protocols = {"imap" if self.imap_port else "none"}
-ssl = no
+protocols = {protocols}
+{self._tls_config()}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_verbose = yes
@@ -634,7 +670,9 @@ service imap-login {{
     port = {self.imap_port or 0}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {self.imaps_port or 0}
+    ssl = {"yes" if self.imaps_port else "no"}
   }}
 }}
 service auth {{
@@ -644,11 +682,14 @@ service auth {{
     group = postfix
   }}
 }}
-"""
+{self._lmtp_config()}"""
 
     def start(self) -> "DovecotInstance":
         for sub in ("run", "state"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        for sub in ("mail", "home"):  # mail is read and written as the static userdb's nobody
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+            shutil.chown(self.dir / sub, "nobody", "nogroup")
         (self.dir / "users").write_text(
             "".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self.users.items()))
         self.conf.write_text(self.config())
@@ -658,8 +699,10 @@ service auth {{
         self.master_pid = int(poll(lambda: self.pid_file.exists() and self.pid_file.read_text(),
                                    10, "dovecot pid file").split()[0])
         _record_pid(self.dir.parent, "dovecot", self.master_pid)
-        poll(lambda: self.auth_socket.exists() and (
-            not self.imap_port or port_listening(self.imap_port)), 10, "dovecot auth socket")
+        poll(lambda: self.auth_socket.exists() and all(
+            port_listening(p) for p in (self.imap_port, self.imaps_port) if p) and (
+            not self.lmtp_socket or self.lmtp_socket.exists()), 10,
+            "dovecot auth socket, listeners and LMTP socket")
         return self
 
     def stop(self) -> None:
