@@ -1,26 +1,17 @@
 #include "probe/check_plan.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <openssl/rand.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
+#include <ctime>
 #include <utility>
+
+#include "shared/secret_file.h"
 
 namespace mailpulse {
 namespace {
-
-// strerror(3) without its shared buffer (GNU strerror_r returns the text).
-std::string ErrnoText(int error) {
-  char buf[128];
-  return strerror_r(error, buf, sizeof buf);
-}
-
-constexpr std::size_t kMaxPasswordLength = 4096;
 
 // Bytes that would end or split an SMTP command line must not reach one.
 Status CheckCommandText(std::string_view text, bool allow_empty) {
@@ -196,41 +187,7 @@ StatusOr<Endpoint> ParseCheckTarget(std::string_view text, std::uint16_t default
 }
 
 StatusOr<std::string> ReadPasswordFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) {
-    return Status::Error("cannot read password file " + path + ": " + ErrnoText(errno));
-  }
-  std::string password;
-  struct stat st {};
-  Status status;
-  if (fstat(fd, &st) != 0) {
-    status = Status::Error("cannot stat password file " + path + ": " + ErrnoText(errno));
-  } else if (!S_ISREG(st.st_mode)) {
-    status = Status::Error("password file " + path + " is not a regular file");
-  } else if ((st.st_mode & (S_IRGRP | S_IROTH)) != 0) {
-    status = Status::Error("password file " + path + " is readable by others; chmod 600 it");
-  } else {
-    char buf[kMaxPasswordLength + 1];
-    ssize_t n = 0;
-    while ((n = ::read(fd, buf, sizeof buf)) > 0 && password.size() <= kMaxPasswordLength) {
-      password.append(buf, static_cast<std::size_t>(n));
-    }
-    if (n < 0)
-      status = Status::Error("cannot read password file " + path + ": " + ErrnoText(errno));
-  }
-  ::close(fd);
-  if (!status.ok()) return status;
-  if (password.size() > kMaxPasswordLength) {
-    return Status::Error("password file " + path + " is longer than 4096 bytes");
-  }
-  while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) {
-    password.pop_back();
-  }
-  if (password.empty()) return Status::Error("password file " + path + " is empty");
-  if (password.find('\0') != std::string::npos || password.find('\n') != std::string::npos) {
-    return Status::Error("password file " + path + " holds more than one line");
-  }
-  return password;
+  return ReadSecretFile(path, "password file");
 }
 
 std::string NewProbeId() {
