@@ -3,6 +3,7 @@
 //           the milters report to, SIGHUP reload (docs/probe.md, "The daemon")
 //   check   one synthetic SMTP check with a report and a Nagios status line (docs/probe.md)
 //   events  own the event socket and print each event as one JSON line (debugging)
+//   keygen  write a new probe key file (docs/roundtrip.md, "Probe token")
 #include <event2/event.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "probe/check_command.h"
 #include "probe/event_json.h"
 #include "probe/event_server.h"
+#include "probe/keygen_command.h"
 #include "probe/probe_config.h"
 #include "probe/probe_daemon.h"
 #include "shared/config.h"
@@ -222,6 +224,8 @@ int main(int argc, char** argv) {
                      "Event socket, overrides probe.event_socket (unix:/path or HOST:PORT)");
   mailpulse::CheckCommandOptions check_options;
   CLI::App* check = mailpulse::AddCheckCommand(&app, &check_options);
+  std::string key_path;
+  CLI::App* keygen = mailpulse::AddKeygenCommand(&app, &key_path);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -234,5 +238,6 @@ int main(int argc, char** argv) {
   }
   if (check->parsed()) return mailpulse::RunCheckCommand(check_options);
   if (run->parsed()) return mailpulse::RunDaemon(run_options);
+  if (keygen->parsed()) return mailpulse::RunKeygenCommand(key_path);
   return mailpulse::RunEvents(config_path, listen);
 }
