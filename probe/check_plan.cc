@@ -1,14 +1,11 @@
 #include "probe/check_plan.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <openssl/rand.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
+#include <ctime>
 #include <utility>
 
 #include "shared/secret_file.h"

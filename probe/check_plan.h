@@ -60,7 +60,8 @@ CheckOptions OptionsForRun(const CheckPlan& plan, std::time_t now, std::string* 
 // HOST[:PORT] with `default_port` when none is given; "[2001:db8::1]:25" or a bare IPv6.
 StatusOr<Endpoint> ParseCheckTarget(std::string_view text, std::uint16_t default_port);
 
-// The password from a file that only its owner may read; trailing CR/LF removed.
+// The password from a file that only its owner may read; trailing CR/LF removed (the rules
+// of ReadSecretFile, shared/secret_file.h).
 StatusOr<std::string> ReadPasswordFile(const std::string& path);
 
 // This host's name (gethostname), or "localhost".

@@ -4,6 +4,7 @@
 //   check   one synthetic SMTP check with a report and a Nagios status line (docs/probe.md)
 //   events  own the event socket and print each event as one JSON line (debugging)
 //   imap-find  find a probe message in a mailbox over IMAP, print its hop trail, delete it
+//   keygen  write a new probe key file (docs/roundtrip.md, "Probe token")
 #include <event2/event.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include "probe/event_json.h"
 #include "probe/event_server.h"
 #include "probe/imap_command.h"
+#include "probe/keygen_command.h"
 #include "probe/probe_config.h"
 #include "probe/probe_daemon.h"
 #include "shared/config.h"
@@ -226,6 +228,8 @@ int main(int argc, char** argv) {
   CLI::App* check = mailpulse::AddCheckCommand(&app, &check_options);
   mailpulse::ImapFindOptions imap_find_options;
   CLI::App* imap_find = mailpulse::AddImapFindCommand(&app, &imap_find_options);
+  std::string key_path;
+  CLI::App* keygen = mailpulse::AddKeygenCommand(&app, &key_path);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -242,5 +246,6 @@ int main(int argc, char** argv) {
   if (check->parsed()) return mailpulse::RunCheckCommand(check_options);
   if (imap_find->parsed()) return mailpulse::RunImapFindCommand(imap_find_options);
   if (run->parsed()) return mailpulse::RunDaemon(run_options);
+  if (keygen->parsed()) return mailpulse::RunKeygenCommand(key_path);
   return mailpulse::RunEvents(config_path, listen);
 }

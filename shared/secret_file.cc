@@ -10,8 +10,6 @@
 namespace mailpulse {
 namespace {
 
-constexpr std::size_t kMaxSecretLength = 4096;
-
 // strerror(3) without its shared buffer (GNU strerror_r returns the text).
 std::string ErrnoText(int error) {
   char buf[128];

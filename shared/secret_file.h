@@ -5,12 +5,15 @@
 // contents. Thread-safe.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
 #include "shared/status.h"
 
 namespace mailpulse {
+
+inline constexpr std::size_t kMaxSecretLength = 4096;
 
 // `what` names the kind of file in errors: "password file", "key file", "token file".
 StatusOr<std::string> ReadSecretFile(const std::string& path, std::string_view what);
