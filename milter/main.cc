@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 
+#include <cctype>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -31,11 +32,13 @@
 #include "shared/libevent_ptr.h"
 #include "shared/logging.h"
 #include "shared/metrics.h"
+#include "shared/net/event_outbox.h"
 #include "shared/net/event_sender.h"
 #include "shared/net/libevent_log.h"
 #include "shared/net/metrics_http.h"
 #include "shared/net/privileges.h"
 #include "shared/net/tls.h"
+#include "shared/probe_token.h"
 #include "shared/secret_file.h"
 
 namespace mailpulse {
@@ -67,6 +70,7 @@ struct Settings {
   std::optional<Endpoint> metrics_listen;
   std::optional<Endpoint> event_socket;
   EventSenderOptions event_options;
+  std::optional<ProbeKey> probe_key;  // read while still root
   ClientClassifier classifier;
 };
 
@@ -100,7 +104,7 @@ StatusOr<Settings> Validate(const Config& config) {
   StatusOr<ClientClassifier> classifier =
       ClientClassifier::Create(config.GetStringList("milter.trusted_networks"));
   if (!classifier.ok()) return fail("milter.trusted_networks", classifier.status());
-  Settings s{*socket, std::nullopt, std::nullopt, {}, std::move(*classifier)};
+  Settings s{*socket, std::nullopt, std::nullopt, {}, std::nullopt, std::move(*classifier)};
   if (const std::string& m = config.GetString("milter.metrics_listen"); !m.empty()) {
     StatusOr<Endpoint> e = ParseEndpoint(m);
     if (!e.ok()) return fail("milter.metrics_listen", e.status());
@@ -111,6 +115,11 @@ StatusOr<Settings> Validate(const Config& config) {
     if (!e.ok()) return fail("milter.event_socket", e.status());
     s.event_socket = *e;
     if (Status st = EventTlsOptions(config, *e, &s.event_options); !st.ok()) return st;
+  }
+  if (const std::string& key_file = config.GetString("milter.probe_key_file"); !key_file.empty()) {
+    StatusOr<ProbeKey> key = ProbeKey::Load(key_file);
+    if (!key.ok()) return fail("milter.probe_key_file", key.status());
+    s.probe_key = std::move(*key);
   }
   if (config.GetSeconds("milter.snapshot_interval") <= 0) {
     return fail("milter.snapshot_interval", Status::Error("must be positive"));
@@ -199,6 +208,54 @@ ProcessMetrics RegisterProcessMetrics(MetricsRegistry* registry, const std::stri
            .WithLabels({})};
 }
 
+// Lower-cased, without angle brackets: how ProbeInspector compares addresses.
+std::vector<std::string> Addresses(const std::vector<std::string>& list) {
+  std::vector<std::string> out;
+  for (std::string a : list) {
+    if (a.size() >= 2 && a.front() == '<' && a.back() == '>') a = a.substr(1, a.size() - 2);
+    for (char& c : a) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+ProbePolicy MakeProbePolicy(const Config& config, const Settings& settings, const std::string& hop,
+                            ReplayGuard* replay) {
+  ProbePolicy p;
+  p.key = settings.probe_key ? &*settings.probe_key : nullptr;
+  p.limits.max_age_us = static_cast<std::int64_t>(config.GetSeconds("milter.probe_max_age") * 1e6);
+  p.limits.max_future_us =
+      static_cast<std::int64_t>(config.GetSeconds("milter.probe_max_clock_skew") * 1e6);
+  p.replay = replay;
+  p.hop = hop;
+  p.sinks = Addresses(config.GetStringList("milter.probe_sinks"));
+  p.return_paths = Addresses(config.GetStringList("milter.probe_return_paths"));
+  p.discard_at_sinks = config.GetBool("milter.probe_discard");
+  p.strip_invalid = config.GetBool("milter.probe_strip_invalid");
+  return p;
+}
+
+ProbeCounters RegisterProbeCounters(MetricsRegistry* registry) {
+  ProbeCounters c;
+  c.tokens_invalid = &registry->AddCounter(
+      "mailpulse_milter_probe_tokens_invalid_total",
+      "X-Mailpulse-Probe tokens that did not verify, by reason; such messages are not probes.",
+      {"reason"});
+  c.sightings = &registry
+                     ->AddCounter("mailpulse_milter_probe_sightings_total",
+                                  "Probe messages with a valid token seen and stamped at this hop.")
+                     .WithLabels({});
+  c.deliveries = &registry
+                      ->AddCounter("mailpulse_milter_probe_deliveries_total",
+                                   "Of those, probe messages to sink addresses only (delivered).")
+                      .WithLabels({});
+  c.bounces = &registry
+                   ->AddCounter("mailpulse_milter_probe_bounces_total",
+                                "DSNs returning a probe message with a valid token.")
+                   .WithLabels({});
+  return c;
+}
+
 // Opens the milter socket through libmilter and fixes what libmilter leaves undone.
 Status OpenMilterSocket(const Config& config, const Settings& s, const smfiDesc& desc,
                         const std::optional<RunAs>& run_as) {
@@ -254,10 +311,14 @@ int Serve(const Config& config, const Settings& settings, bool foreground) {
   if (hop.empty()) hop = HostName();
   const ProcessMetrics process = RegisterProcessMetrics(&registry, hop);
   TrafficCounters counters(&registry);
-  const MilterContext context{&counters, &settings.classifier};
-  SetMilterContext(&context);
+  ReplayGuard replay;
+  const ProbePolicy policy = MakeProbePolicy(config, settings, hop, &replay);
+  MilterContext context{&counters, &settings.classifier, &policy, RegisterProbeCounters(&registry),
+                        nullptr};
 
-  if (Status s = OpenMilterSocket(config, settings, MakeFilterDescription(), run_as); !s.ok()) {
+  const bool edits_headers = settings.probe_key.has_value();
+  if (Status s = OpenMilterSocket(config, settings, MakeFilterDescription(edits_headers), run_as);
+      !s.ok()) {
     MP_LOG_ERROR("milter socket: %s", s.message().c_str());
     return 1;
   }
@@ -282,6 +343,7 @@ int Serve(const Config& config, const Settings& settings, bool foreground) {
     return 1;
   }
   std::unique_ptr<EventSender> sender;
+  std::unique_ptr<EventOutbox> outbox;
   SnapshotTimer snapshots{&counters, process.events_dropped, nullptr,
                           hop,       NowUnixMicros(),        nullptr};
   if (settings.event_socket) {
@@ -290,11 +352,16 @@ int Serve(const Config& config, const Settings& settings, bool foreground) {
     sender = std::make_unique<EventSender>(loop.base(), *settings.event_socket, std::move(options),
                                            process.events_dropped, process.events_sent);
     snapshots.sender = sender.get();
+    outbox = std::make_unique<EventOutbox>(
+        loop.base(), sender.get(),
+        static_cast<std::size_t>(config.GetInt("milter.event_queue_size")), process.events_dropped);
+    context.post_event = [box = outbox.get()](std::string frame) { box->Post(std::move(frame)); };
     snapshots.timer.reset(event_new(loop.base(), -1, EV_PERSIST, &SnapshotTimer::Fire, &snapshots));
     const double interval = config.GetSeconds("milter.snapshot_interval");
     const timeval tv = ToTimeval(interval);
     event_add(snapshots.timer.get(), &tv);
   }
+  SetMilterContext(&context);
   // libmilter waits for SIGTERM/SIGINT/SIGHUP with sigwait in its own thread; the event
   // thread must not take them first (their default action would kill the process).
   sigset_t stop_signals;

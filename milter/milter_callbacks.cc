@@ -5,12 +5,14 @@
 #include <netinet/in.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <string_view>
 
 #include "milter/core/session_accounting.h"
+#include "shared/frame_codec.h"
 #include "shared/logging.h"
 
 namespace mailpulse {
@@ -39,8 +41,32 @@ std::string_view Macro(SMFICTX* ctx, const char* name) {
   return v == nullptr ? std::string_view() : std::string_view(v);
 }
 
-SessionAccounting* Session(SMFICTX* ctx) {
-  return static_cast<SessionAccounting*>(smfi_getpriv(ctx));
+// What libmilter keeps for one MTA connection (smfi_setpriv): the traffic accounting and the
+// probe inspection.
+struct ConnectionState {
+  ConnectionState(TrafficCounters* counters, const ClientClassifier* classifier,
+                  const ProbePolicy* policy)
+      : accounting(counters, classifier), inspector(policy) {}
+  SessionAccounting accounting;
+  ProbeInspector inspector;
+};
+
+ConnectionState* State(SMFICTX* ctx) { return static_cast<ConnectionState*>(smfi_getpriv(ctx)); }
+
+bool ProbesOn() {
+  return g_context != nullptr && g_context->probe != nullptr && g_context->probe->key != nullptr;
+}
+
+std::int64_t NowUnixMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The policy the inspector gets: with probe handling off, one whose key is null.
+const ProbePolicy* Policy() {
+  static const ProbePolicy kOff;
+  return ProbesOn() ? g_context->probe : &kOff;
 }
 
 ClientEndpoint EndpointFrom(const sockaddr* addr) {
@@ -108,33 +134,44 @@ extern "C" sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1
 extern "C" sfsistat OnConnect(SMFICTX* ctx, char* /*hostname*/, _SOCK_ADDR* addr) noexcept {
   return Guard("connect", [&] {
     if (g_context == nullptr) return;
-    auto session = std::make_unique<SessionAccounting>(g_context->counters, g_context->classifier);
-    session->OnConnect(EndpointFrom(addr));
+    auto state =
+        std::make_unique<ConnectionState>(g_context->counters, g_context->classifier, Policy());
+    state->accounting.OnConnect(EndpointFrom(addr));
+    state->inspector.OnConnect(NowUnixMicros(), state->accounting.client_address());
     // The one owning hand-off to libmilter; reclaimed in OnClose.
-    if (smfi_setpriv(ctx, session.get()) == MI_SUCCESS) session.release();
+    if (smfi_setpriv(ctx, state.get()) == MI_SUCCESS) state.release();
   });
 }
 
 extern "C" sfsistat OnHelo(SMFICTX* ctx, char* /*helo*/) noexcept {
   return Guard("helo", [&] {
-    if (SessionAccounting* s = Session(ctx)) s->OnHelo(Macro(ctx, "{tls_version}"));
+    if (ConnectionState* state = State(ctx)) {
+      const std::string_view tls_version = Macro(ctx, "{tls_version}");
+      state->accounting.OnHelo(tls_version);
+      if (!tls_version.empty()) state->inspector.OnTls(true);
+    }
   });
 }
 
 extern "C" sfsistat OnEnvFrom(SMFICTX* ctx, char** /*argv*/) noexcept {
   return Guard("mail", [&] {
-    if (SessionAccounting* s = Session(ctx)) {
-      s->OnMail(Macro(ctx, "{auth_authen}"), Macro(ctx, "{tls_version}"));
+    if (ConnectionState* state = State(ctx)) {
+      const std::string_view tls_version = Macro(ctx, "{tls_version}");
+      state->accounting.OnMail(Macro(ctx, "{auth_authen}"), tls_version);
+      state->inspector.OnMail(NowUnixMicros());
+      if (!tls_version.empty()) state->inspector.OnTls(true);
     }
   });
 }
 
-extern "C" sfsistat OnEnvRcpt(SMFICTX* ctx, char** /*argv*/) noexcept {
+extern "C" sfsistat OnEnvRcpt(SMFICTX* ctx, char** argv) noexcept {
   return Guard("rcpt", [&] {
-    SessionAccounting* s = Session(ctx);
-    if (s == nullptr) return;
+    ConnectionState* state = State(ctx);
+    if (state == nullptr) return;
+    SessionAccounting* s = &state->accounting;
     auto reject = s->OnRcpt(Macro(ctx, "{rcpt_mailer}"), Macro(ctx, "{rcpt_host}"),
                             Macro(ctx, "{rcpt_addr}"));
+    if (!reject && argv != nullptr && argv[0] != nullptr) state->inspector.OnRcpt(argv[0]);
     if (reject) {
       const std::string_view stage = RejectStageName(reject->stage);
       MP_LOG_DEBUG("milter: client=%s reject stage=%.*s status=%.*s", s->client_address().c_str(),
@@ -148,31 +185,89 @@ extern "C" sfsistat OnHeader(SMFICTX* ctx, char* name, char* value) noexcept {
   return Guard(
       "header",
       [&] {
-        if (SessionAccounting* s = Session(ctx)) {
-          s->OnHeader(name == nullptr ? "" : name, value == nullptr ? "" : value);
+        if (ConnectionState* state = State(ctx)) {
+          const std::string_view n = name == nullptr ? "" : name;
+          const std::string_view v = value == nullptr ? "" : value;
+          state->accounting.OnHeader(n, v);
+          state->inspector.OnHeader(n, v);
         }
       },
       AnswerFor(SMFIP_NR_HDR));
 }
 
-extern "C" sfsistat OnBody(SMFICTX* ctx, unsigned char* /*chunk*/, size_t length) noexcept {
+extern "C" sfsistat OnBody(SMFICTX* ctx, unsigned char* chunk, size_t length) noexcept {
   return Guard(
       "body",
       [&] {
-        if (SessionAccounting* s = Session(ctx)) s->OnBody(length);
+        ConnectionState* state = State(ctx);
+        if (state == nullptr) return;
+        state->accounting.OnBody(length);
+        // Only a DSN to a probe return path is kept; every other body is only counted.
+        if (chunk != nullptr && state->inspector.WantsBody()) {
+          state->inspector.OnBody(std::string_view(reinterpret_cast<const char*>(chunk), length));
+        }
       },
       AnswerFor(SMFIP_NR_BODY));
 }
 
 extern "C" sfsistat OnData(SMFICTX* /*ctx*/) noexcept { return SMFIS_CONTINUE; }
 
+// Carries out the inspector's verdict: header edits, events, counts, one log line per probe.
+// Returns true when the message is to be discarded.
+bool ApplyProbeVerdict(SMFICTX* ctx, std::string_view qid, ProbeVerdict& v) {
+  const ProbeCounters& c = g_context->probe_counters;
+  if (v.invalid != TokenProblem::kNone) {
+    const std::string_view reason = TokenProblemName(v.invalid);
+    if (c.tokens_invalid != nullptr) c.tokens_invalid->WithLabels({reason}).Inc();
+    MP_LOG_WARNING("%.*s: milter: probe token invalid (%.*s); not a probe",
+                   static_cast<int>(qid.size()), qid.data(), static_cast<int>(reason.size()),
+                   reason.data());
+  }
+  for (const HeaderEdit& e : v.edits) {
+    const int rc = e.kind == HeaderEdit::Kind::kInsertFirst
+                       ? smfi_insheader(ctx, 0, const_cast<char*>(e.name.c_str()),
+                                        const_cast<char*>(e.value.c_str()))
+                       : smfi_chgheader(ctx, const_cast<char*>(e.name.c_str()), e.index, nullptr);
+    if (rc != MI_SUCCESS) {
+      MP_LOG_WARNING("%.*s: milter: could not edit header %s", static_cast<int>(qid.size()),
+                     qid.data(), e.name.c_str());
+    }
+  }
+  proto::Event event;
+  if (v.sighting) {
+    if (c.sightings != nullptr) c.sightings->Inc();
+    if (v.sighting->delivered() && c.deliveries != nullptr) c.deliveries->Inc();
+    MP_LOG_INFO("%.*s: milter: probe %s from %s seen%s", static_cast<int>(qid.size()), qid.data(),
+                v.sighting->probe_id().c_str(), v.sighting->probe_source().c_str(),
+                v.discard                 ? ", delivered to a sink and discarded"
+                : v.sighting->delivered() ? ", delivered to a sink"
+                                          : "");
+    *event.mutable_hop_sighting() = std::move(*v.sighting);
+  } else if (v.bounce) {
+    if (c.bounces != nullptr) c.bounces->Inc();
+    MP_LOG_INFO("%.*s: milter: bounce of probe %s (%d recipients)", static_cast<int>(qid.size()),
+                qid.data(), v.bounce->probe_id().c_str(), v.bounce->recipients_size());
+    *event.mutable_probe_bounce() = std::move(*v.bounce);
+  }
+  if (event.kind_case() != proto::Event::KIND_NOT_SET && g_context->post_event) {
+    std::string frame;
+    AppendEventFrame(event, &frame);
+    g_context->post_event(std::move(frame));
+  }
+  return v.discard;
+}
+
 extern "C" sfsistat OnEndOfMessage(SMFICTX* ctx) noexcept {
-  return Guard("eom", [&] {
-    SessionAccounting* s = Session(ctx);
-    if (s == nullptr) return;
+  bool discard = false;
+  const sfsistat answer = Guard("eom", [&] {
+    ConnectionState* state = State(ctx);
+    if (state == nullptr) return;
+    SessionAccounting* s = &state->accounting;
     const MessageSummary m = s->OnEndOfMessage();
     std::string_view qid = Macro(ctx, "i");
     if (qid.empty()) qid = "NOQUEUE";
+    ProbeVerdict verdict = state->inspector.OnEndOfMessage(NowUnixMicros(), qid);
+    discard = ApplyProbeVerdict(ctx, qid, verdict);
     const std::string_view direction = DirectionName(m.direction);
     MP_LOG_INFO("%.*s: milter: direction=%.*s client=%s tls=%s auth=%s nrcpt=%llu size=%llu",
                 static_cast<int>(qid.size()), qid.data(), static_cast<int>(direction.size()),
@@ -180,18 +275,22 @@ extern "C" sfsistat OnEndOfMessage(SMFICTX* ctx) noexcept {
                 m.authenticated ? "yes" : "no", static_cast<unsigned long long>(m.recipients),
                 static_cast<unsigned long long>(m.bytes));
   });
+  return discard ? SMFIS_DISCARD : answer;
 }
 
 extern "C" sfsistat OnAbort(SMFICTX* ctx) noexcept {
   return Guard("abort", [&] {
-    if (SessionAccounting* s = Session(ctx)) s->OnAbort();
+    if (ConnectionState* state = State(ctx)) {
+      state->accounting.OnAbort();
+      state->inspector.OnAbort();
+    }
   });
 }
 
 extern "C" sfsistat OnClose(SMFICTX* ctx) noexcept {
   return Guard("close", [&] {
     // Reclaims what OnConnect handed to libmilter; the destructor counts the connection.
-    std::unique_ptr<SessionAccounting> session(Session(ctx));
+    std::unique_ptr<ConnectionState> state(State(ctx));
     smfi_setpriv(ctx, nullptr);
   });
 }
@@ -200,11 +299,11 @@ extern "C" sfsistat OnClose(SMFICTX* ctx) noexcept {
 
 void SetMilterContext(const MilterContext* context) { g_context = context; }
 
-smfiDesc MakeFilterDescription() {
+smfiDesc MakeFilterDescription(bool edits_headers) {
   smfiDesc d{};
   d.xxfi_name = const_cast<char*>("mailpulse");
   d.xxfi_version = SMFI_VERSION;
-  d.xxfi_flags = SMFIF_SETSYMLIST;
+  d.xxfi_flags = SMFIF_SETSYMLIST | (edits_headers ? SMFIF_ADDHDRS | SMFIF_CHGHDRS : 0);
   d.xxfi_connect = OnConnect;
   d.xxfi_helo = OnHelo;
   d.xxfi_envfrom = OnEnvFrom;

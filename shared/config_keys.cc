@@ -38,6 +38,23 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "Empty: the system store."},
       {"milter.event_tls_name", ConfigType::kString, R"("")", false,
        "For a tls: event socket: the name the probe's certificate must carry. Empty: its host."},
+      {"milter.probe_key_file", ConfigType::kString, R"("")", false,
+       "The probe key shared with mailpulse-probe (mailpulse-probe keygen; mode 0600): with it "
+       "the milter recognises signed probe messages, stamps and reports them. Empty: off."},
+      {"milter.probe_max_age", ConfigType::kDuration, R"("1h")", false,
+       "A probe token older than this is stale: counted as invalid, not a probe."},
+      {"milter.probe_max_clock_skew", ConfigType::kDuration, R"("5m")", false,
+       "How far in the future a probe token may be (the probe's clock ahead of ours)."},
+      {"milter.probe_sinks", ConfigType::kStringList, "[]", false,
+       "Addresses where probe messages end: a probe to only these is reported delivered."},
+      {"milter.probe_discard", ConfigType::kBool, "false", false,
+       "Discard probe messages to the sink addresses after reporting them, so they never fill "
+       "a mailbox."},
+      {"milter.probe_return_paths", ConfigType::kStringList, "[]", false,
+       "The probes' envelope senders: DSNs to these are read for bounced probes. Empty: DSNs "
+       "to any recipient are read (they are rare; only their body is kept, at most 256 KiB)."},
+      {"milter.probe_strip_invalid", ConfigType::kBool, "false", false,
+       "Remove X-Mailpulse-Probe headers that do not verify (forged, stale, replayed)."},
       {"milter.snapshot_interval", ConfigType::kDuration, "5", false,
        "How often a traffic snapshot is sent to the event socket."},
       {"milter.event_queue_size", ConfigType::kInt, "256", false,

@@ -116,6 +116,12 @@ void ProbeInspector::InspectDsn(std::int64_t now_unix_us, std::string_view queue
                                 ProbeVerdict* v) {
   StatusOr<DsnReport> report = ParseDsn(body_, dsn_boundary_);
   if (!report.ok() || report->returned_probe_token.empty()) return;  // not a probe's bounce
+  // A delay warning ("delayed") or a relay notice is not the end of the journey: only a
+  // report with a failed recipient is a bounce (RFC 3464 section 2.3.3).
+  if (std::none_of(report->recipients.begin(), report->recipients.end(),
+                   [](const DsnRecipient& r) { return r.action == "failed"; })) {
+    return;
+  }
   // A bounce may come days later, so its age is not judged; but only our own key's token
   // counts, or anyone could fake bounces.
   TokenLimits any_age;

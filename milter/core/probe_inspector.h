@@ -4,10 +4,11 @@
 // stamp and becomes a HopSighting — a delivery if every recipient is a configured sink, then
 // optionally discarded. A token that does not verify is reported as a problem (for the
 // metric), optionally stripped, and the message is treated as any other. A DSN addressed to a
-// probe return path whose returned message carries a token with a good MAC becomes a
-// ProbeBounce; only such DSN candidates need their body (WantsBody), every other body is only
-// counted by SessionAccounting, never kept. Pure: no libmilter, no clock (times come in), no
-// logging. Not thread-safe: one per MTA connection; the policy is shared read-only.
+// probe return path, with a failed recipient, whose returned message carries a token with a
+// good MAC becomes a ProbeBounce (delay warnings are not); only such DSN candidates need their body
+// (WantsBody), every other body is only counted by SessionAccounting, never kept. Pure: no
+// libmilter, no clock (times come in), no logging. Not thread-safe: one per MTA connection; the
+// policy is shared read-only.
 #pragma once
 
 #include <cstdint>
