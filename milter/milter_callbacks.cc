@@ -113,7 +113,8 @@ extern "C" sfsistat OnNegotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1
                                 unsigned long /*f2*/, unsigned long /*f3*/, unsigned long* pf0,
                                 unsigned long* pf1, unsigned long* pf2,
                                 unsigned long* pf3) noexcept {
-  *pf0 = f0 & SMFIF_SETSYMLIST;
+  // Header edits (the hop stamp, stripping invalid tokens) only when probes are handled.
+  *pf0 = f0 & (SMFIF_SETSYMLIST | (ProbesOn() ? SMFIF_ADDHDRS | SMFIF_CHGHDRS : 0));
   *pf1 = f1 & kWantedSteps;
   g_no_reply_steps.store(*pf1 & kNoReplySteps, std::memory_order_relaxed);
   *pf2 = 0;

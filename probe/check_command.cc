@@ -3,6 +3,7 @@
 #include <event2/event.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <memory>
@@ -16,6 +17,12 @@
 
 namespace mailpulse {
 namespace {
+
+std::int64_t UnixMicrosNow() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 // The spec the command line describes; *plan_error gets an option-level error.
 StatusOr<TargetSpec> SpecFromCommandLine(const CheckCommandOptions& o) {
@@ -74,7 +81,7 @@ StatusOr<CheckResult> RunOnce(const CheckPlan& plan, const std::vector<std::stri
   std::optional<CheckResult> result;
   {
     CheckRunner runner(base.get(), resolver->get(), tls_context.get(),
-                       OptionsForRun(plan, std::time(nullptr)), [&](CheckResult r) {
+                       OptionsForRun(plan, UnixMicrosNow()), [&](CheckResult r) {
                          result = std::move(r);
                          event_base_loopbreak(base.get());
                        });

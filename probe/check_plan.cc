@@ -136,13 +136,23 @@ StatusOr<CheckPlan> PlanCheck(const TargetSpec& spec, std::string* bad_field) {
   return plan;
 }
 
-CheckOptions OptionsForRun(const CheckPlan& plan, std::time_t now, std::string* probe_id) {
+CheckOptions OptionsForRun(const CheckPlan& plan, std::int64_t now_unix_us, std::string* probe_id,
+                           const ProbeSigner* signer) {
   CheckOptions options = plan.options;
   if (options.session.kind == CheckKind::kSend) {
-    std::string id = NewProbeId();
-    options.session.message = BuildProbeMessage(
-        {options.session.mail_from, options.session.rcpt_to, plan.mail_domain, id, now});
-    if (probe_id != nullptr) *probe_id = std::move(id);
+    ProbeMessageFields fields{options.session.mail_from,
+                              options.session.rcpt_to,
+                              plan.mail_domain,
+                              NewProbeId(),
+                              static_cast<std::time_t>(now_unix_us / 1000000),
+                              ""};
+    if (signer != nullptr && signer->key != nullptr) {
+      StatusOr<std::string> token =
+          SignProbeToken(*signer->key, fields.id, now_unix_us, signer->source);
+      if (token.ok()) fields.token = std::move(*token);  // the name was validated at load
+    }
+    options.session.message = BuildProbeMessage(fields);
+    if (probe_id != nullptr) *probe_id = fields.id;
   }
   return options;
 }
@@ -208,7 +218,10 @@ std::string NewProbeId() {
   return hex;
 }
 
-std::string ProbeTokenHeaderLines(const ProbeMessageFields& /*fields*/) { return ""; }
+std::string ProbeTokenHeaderLines(const ProbeMessageFields& fields) {
+  if (fields.token.empty()) return "";
+  return std::string(kProbeTokenHeader) + ": " + fields.token + "\r\n";
+}
 
 std::string BuildProbeMessage(const ProbeMessageFields& f) {
   std::tm tm{};

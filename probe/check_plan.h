@@ -15,6 +15,7 @@
 #include "probe/check_runner.h"
 #include "probe/check_verdict.h"
 #include "shared/endpoint.h"
+#include "shared/probe_token.h"
 #include "shared/status.h"
 
 namespace mailpulse {
@@ -53,9 +54,17 @@ struct CheckPlan {
 // "FILE:LINE: target.from".
 StatusOr<CheckPlan> PlanCheck(const TargetSpec& spec, std::string* bad_field = nullptr);
 
+// Who signs probe messages: the shared key and this probe's name (the token's src).
+struct ProbeSigner {
+  const ProbeKey* key = nullptr;
+  std::string source;
+};
+
 // The options of one run of `plan`: a send check gets a fresh probe message (a new id, which
-// *probe_id receives when given, and `now` as its Date).
-CheckOptions OptionsForRun(const CheckPlan& plan, std::time_t now, std::string* probe_id = nullptr);
+// *probe_id receives when given, and `now_unix_us` as its Date), signed with an
+// X-Mailpulse-Probe token when `signer` is given.
+CheckOptions OptionsForRun(const CheckPlan& plan, std::int64_t now_unix_us,
+                           std::string* probe_id = nullptr, const ProbeSigner* signer = nullptr);
 
 // HOST[:PORT] with `default_port` when none is given; "[2001:db8::1]:25" or a bare IPv6.
 StatusOr<Endpoint> ParseCheckTarget(std::string_view text, std::uint16_t default_port);
@@ -72,13 +81,13 @@ struct ProbeMessageFields {
   std::string from;  // envelope sender; "" is the null sender
   std::vector<std::string> to;
   std::string domain;  // right-hand side of the Message-ID
-  std::string id;      // 128-bit random hex: the Message-ID and, later, the probe token id
+  std::string id;      // 128-bit random hex: the Message-ID and the probe token's id
   std::time_t date = 0;
+  std::string token;  // the X-Mailpulse-Probe header value; empty: an unsigned message
 };
-// Where the round-trip issue adds the signed `X-Mailpulse-Probe:` header (DESIGN.md, "Probe
-// token"): returns complete header lines ending in CRLF. Probe messages carry none yet.
+// The `X-Mailpulse-Probe:` header line of `fields` ending in CRLF, or "" without a token.
 std::string ProbeTokenHeaderLines(const ProbeMessageFields& fields);
-// Date, From, To, Subject "mailpulse probe", Message-ID, the token lines, and a short body.
+// Date, From, To, Subject "mailpulse probe", Message-ID, the token line, and a short body.
 std::string BuildProbeMessage(const ProbeMessageFields& fields);
 std::string NewProbeId();
 

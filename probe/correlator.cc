@@ -255,4 +255,11 @@ Correlator::ReportKind Correlator::CountLate(Journey& j) {
   return ReportKind::kLate;
 }
 
+std::vector<const Journey*> Correlator::PendingJourneys() const {
+  std::vector<const Journey*> out;
+  out.reserve(pending_.size());
+  for (const auto& [id, p] : pending_) out.push_back(&p.journey);
+  return out;
+}
+
 }  // namespace mailpulse

@@ -126,6 +126,8 @@ class Correlator {
   const Journey* Find(std::string_view probe_id) const;
   const std::deque<Journey>& history() const { return history_; }
   std::size_t pending() const { return pending_.size(); }  // journeys not finished yet
+  // The journeys not finished yet, by probe id (valid until the next non-const call).
+  std::vector<const Journey*> PendingJourneys() const;
   std::size_t orphans() const { return orphans_.size(); }  // reports held for an unknown id
   std::uint64_t late_reports() const { return late_reports_; }
   // Orphan reports dropped, at their expiry or by the max_orphans bound.

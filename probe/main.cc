@@ -5,6 +5,7 @@
 //   events  own the event socket and print each event as one JSON line (debugging)
 //   imap-find  find a probe message in a mailbox over IMAP, print its hop trail, delete it
 //   keygen  write a new probe key file (docs/roundtrip.md, "Probe token")
+//   trace   show the journeys of probe messages from the running daemon
 #include <event2/event.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include "probe/keygen_command.h"
 #include "probe/probe_config.h"
 #include "probe/probe_daemon.h"
+#include "probe/trace_command.h"
 #include "shared/config.h"
 #include "shared/endpoint.h"
 #include "shared/libevent_ptr.h"
@@ -230,6 +232,8 @@ int main(int argc, char** argv) {
   CLI::App* imap_find = mailpulse::AddImapFindCommand(&app, &imap_find_options);
   std::string key_path;
   CLI::App* keygen = mailpulse::AddKeygenCommand(&app, &key_path);
+  mailpulse::TraceOptions trace_options;
+  CLI::App* trace = mailpulse::AddTraceCommand(&app, &trace_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -247,5 +251,6 @@ int main(int argc, char** argv) {
   if (imap_find->parsed()) return mailpulse::RunImapFindCommand(imap_find_options);
   if (run->parsed()) return mailpulse::RunDaemon(run_options);
   if (keygen->parsed()) return mailpulse::RunKeygenCommand(key_path);
+  if (trace->parsed()) return mailpulse::RunTraceCommand(trace_options);
   return mailpulse::RunEvents(config_path, listen);
 }

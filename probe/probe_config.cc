@@ -82,6 +82,39 @@ StatusOr<TargetSpec> SpecFromEntry(const ConfigEntry& e) {
   return spec;
 }
 
+StatusOr<ImapTlsMode> ParseImapTls(const std::string& text) {
+  if (text == "implicit") return ImapTlsMode::kImplicit;
+  if (text == "starttls") return ImapTlsMode::kStartTls;
+  return Status::Error("expected implicit or starttls, got '" + OneLine(text) + "'");
+}
+
+// The IMAP confirmation of a roundtrip target, when imap_host is set.
+Status ImapFromEntry(const ConfigEntry& e, ProbeTarget* target) {
+  const std::string& host = e.GetString("imap_host");
+  if (host.empty()) return Status::Ok();
+  if (!target->roundtrip) return EntryError(e, "imap_host", "needs roundtrip = true");
+  ImapConfirmation c;
+  c.options.host = host;
+  const std::int64_t port = e.GetInt("imap_port");
+  if (port < 1 || port > 65535) return EntryError(e, "imap_port", "must be 1 to 65535");
+  c.options.port = static_cast<std::uint16_t>(port);
+  StatusOr<ImapTlsMode> tls = ParseImapTls(e.GetString("imap_tls"));
+  if (!tls.ok()) return EntryError(e, "imap_tls", tls.status().message());
+  c.options.tls = *tls;
+  c.options.verify_certificate = e.GetBool("imap_verify");
+  c.options.user = e.GetString("imap_user");
+  if (c.options.user.empty()) return EntryError(e, "imap_user", "IMAP needs a login");
+  StatusOr<std::string> password = ReadPasswordFile(e.GetString("imap_password_file"));
+  if (!password.ok()) return EntryError(e, "imap_password_file", password.status().message());
+  c.options.password = std::move(*password);
+  c.options.mailbox = e.GetString("imap_mailbox");
+  c.ca_file = e.GetString("imap_ca_file");
+  c.poll_seconds = e.GetSeconds("imap_poll");
+  if (c.poll_seconds < 0.1) return EntryError(e, "imap_poll", "must be at least 100ms");
+  target->imap = std::move(c);
+  return Status::Ok();
+}
+
 StatusOr<ProbeTarget> TargetFromEntry(const ConfigEntry& e) {
   ProbeTarget target;
   target.name = e.GetString("name");
@@ -101,6 +134,11 @@ StatusOr<ProbeTarget> TargetFromEntry(const ConfigEntry& e) {
     return EntryError(e, field, plan.status().message());
   }
   target.plan = std::move(*plan);
+  target.roundtrip = e.GetBool("roundtrip");
+  if (target.roundtrip && target.plan.options.session.kind != CheckKind::kSend) {
+    return EntryError(e, "roundtrip", "needs send = true (the probe message is what travels)");
+  }
+  if (Status st = ImapFromEntry(e, &target); !st.ok()) return st;
   return target;
 }
 
@@ -187,6 +225,15 @@ Status LoadProbeSection(const Config& config, ProbeSettings* s) {
                          ": probe.max_concurrent_checks: must be 1 to 100000");
   }
   s->max_concurrent_checks = static_cast<std::size_t>(max);
+  if (const std::string& key_file = config.GetString("probe.key_file"); !key_file.empty()) {
+    StatusOr<ProbeKey> key = ProbeKey::Load(key_file);
+    if (!key.ok()) return KeyError(config, "probe.key_file", key.status().message());
+    s->key = std::move(*key);
+  }
+  s->roundtrip_deadline_seconds = config.GetSeconds("probe.roundtrip_deadline");
+  if (s->roundtrip_deadline_seconds < 1) {
+    return KeyError(config, "probe.roundtrip_deadline", "must be at least 1s");
+  }
   const std::int64_t jitter = config.GetInt("probe.jitter_percent");
   if (jitter < 0 || jitter > 50) {
     return Status::Error(config.Where("probe.jitter_percent") +
@@ -218,6 +265,9 @@ StatusOr<ProbeSettings> LoadProbeSettings(const Config& config) {
           entry, "name",
           "'" + target->name + "' is already the name of the target at " + it->second);
     }
+    if (target->roundtrip && !settings.key) {
+      return EntryError(entry, "roundtrip", "needs probe.key_file (the key the milters share)");
+    }
     settings.targets.push_back(std::move(*target));
   }
   return settings;
@@ -243,6 +293,9 @@ std::vector<std::string> SettingsNeedingRestart(const ProbeSettings& a, const Pr
     keys.emplace_back("probe.event_listen_tls/event_tls_*/event_token_file/event_ca_file");
   }
   if (a.resolvers != b.resolvers) keys.emplace_back("probe.resolvers");
+  if (a.roundtrip_deadline_seconds != b.roundtrip_deadline_seconds) {
+    keys.emplace_back("probe.roundtrip_deadline");
+  }
   if (a.log_target != b.log_target) keys.emplace_back("log.target");
   if (a.log_level != b.log_level) keys.emplace_back("log.level");
   return keys;

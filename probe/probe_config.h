@@ -11,18 +11,29 @@
 #include <vector>
 
 #include "probe/check_plan.h"
+#include "probe/imap_confirmer.h"
 #include "shared/config.h"
 #include "shared/endpoint.h"
+#include "shared/probe_token.h"
 #include "shared/status.h"
 
 namespace mailpulse {
+
+// IMAP confirmation of a roundtrip target's deliveries (probe/imap_confirmer.h).
+struct ImapConfirmation {
+  ImapOptions options;  // without probe_id: set per message
+  std::string ca_file;
+  double poll_seconds = 5;
+};
 
 struct ProbeTarget {
   std::string name;
   CheckPlan plan;
   double interval_seconds = 60;
   double tls_resume_seconds = 0;  // 0: a full handshake every check
-  std::string where;              // "FILE:LINE" of its [[target]] header
+  bool roundtrip = false;         // its send check's message is a signed probe, followed
+  std::optional<ImapConfirmation> imap;
+  std::string where;  // "FILE:LINE" of its [[target]] header
 };
 
 struct ProbeSettings {
@@ -38,6 +49,8 @@ struct ProbeSettings {
   std::string event_token;  // read from probe.event_token_file; never logged
   std::string event_ca_file;
   std::vector<std::string> resolvers;  // nameservers; empty: /etc/resolv.conf
+  std::optional<ProbeKey> key;         // probe.key_file, for roundtrip targets
+  double roundtrip_deadline_seconds = 600;
   std::size_t max_concurrent_checks = 64;
   double jitter_fraction = 0.1;
   std::vector<ProbeTarget> targets;

@@ -17,6 +17,7 @@
 #include "probe/probe_metrics.h"
 #include "probe/probe_result.h"
 #include "probe/resolver.h"
+#include "probe/roundtrip_tracker.h"
 #include "probe/tls_client.h"
 #include "shared/frame_codec.h"
 #include "shared/libevent_ptr.h"
@@ -47,9 +48,36 @@ const char* EventKind(const proto::Event& event) {
       return "traffic_snapshot";
     case proto::Event::kProbeResult:
       return "probe_result";
+    case proto::Event::kHopSighting:
+      return "hop_sighting";
+    case proto::Event::kProbeBounce:
+      return "probe_bounce";
+    case proto::Event::kPeerHello:
+      return "peer_hello";
     default:
       return "unknown";
   }
+}
+
+// Whether the first hop took the message: its reply to the message data was 2xx (the check
+// may still fail after that, at QUIT).
+bool Accepted(const CheckResult& r) {
+  return r.outcome.reply_codes[static_cast<std::size_t>(Phase::kEndOfData)] / 100 == 2;
+}
+
+// When the message left the probe: the start of the end_of_data phase (the data going out).
+// The first hop stamps its end of message before it answers, so the answer is too late a
+// start for its latency.
+std::int64_t SentAt(std::int64_t start_unix_us, const CheckResult& r) {
+  double before = 0;  // every phase but the two that follow the data
+  for (int i = 0; i < kPhaseCount; ++i) {
+    const auto p = static_cast<Phase>(i);
+    if (p == Phase::kEndOfData || p == Phase::kQuit) continue;
+    if (r.phase_seconds[static_cast<std::size_t>(i)] > 0) {
+      before += r.phase_seconds[static_cast<std::size_t>(i)];
+    }
+  }
+  return start_unix_us + static_cast<std::int64_t>(before * 1e6);
 }
 
 // One TLS context per (CA file, verify) pair: loading the system store costs milliseconds,
@@ -59,6 +87,17 @@ using TlsContexts = std::map<std::pair<std::string, bool>, std::shared_ptr<SSL_C
 StatusOr<TlsContexts> BuildTlsContexts(const std::vector<ProbeTarget>& targets) {
   TlsContexts contexts;
   for (const ProbeTarget& t : targets) {
+    if (t.imap) {
+      const auto key = std::make_pair(t.imap->ca_file, t.imap->options.verify_certificate);
+      if (!contexts.contains(key)) {
+        StatusOr<SslCtxPtr> ctx = NewClientTlsContext(key.first, key.second);
+        if (!ctx.ok()) {
+          return Status::Error(t.where + ": target " + t.name +
+                               ": IMAP: " + ctx.status().message());
+        }
+        contexts[key] = std::shared_ptr<SSL_CTX>(ctx->release(), SSL_CTX_free);
+      }
+    }
     if (t.plan.options.session.tls == TlsMode::kNone) continue;
     const auto key = std::make_pair(t.plan.ca_file, t.plan.options.verify_certificate);
     if (contexts.contains(key)) continue;
@@ -128,6 +167,7 @@ class ProbeDaemon::Impl {
   std::unique_ptr<EventServer> events_;
   std::unique_ptr<EventServer> tls_events_;
   std::unique_ptr<EventSender> report_;
+  std::unique_ptr<RoundTripTracker> roundtrip_;
   EventPtr wake_;
   std::vector<EventPtr> signals_;
   std::mt19937_64 rng_;
@@ -156,6 +196,11 @@ Status ProbeDaemon::Impl::Init() {
   if (!resolver.ok()) return Status::Error("probe.resolvers: " + resolver.status().message());
   resolver_ = std::move(*resolver);
   metrics_ = std::make_unique<ProbeMetrics>(&registry_, settings_.name);
+  Correlator::Options journeys;
+  journeys.probe_name = settings_.name;
+  journeys.lost_after_seconds = settings_.roundtrip_deadline_seconds;
+  roundtrip_ = std::make_unique<RoundTripTracker>(base_.get(), resolver_.get(), &registry_,
+                                                  std::move(journeys));
   StatusOr<TlsContexts> contexts = BuildTlsContexts(settings_.targets);
   if (!contexts.ok()) return contexts.status();
   if (Status s = InitSockets(); !s.ok()) return s;
@@ -170,11 +215,13 @@ Status ProbeDaemon::Impl::Init() {
 
 Status ProbeDaemon::Impl::InitSockets() {
   if (settings_.metrics_listen) {
-    auto http =
-        MetricsHttpServer::Create(base_.get(), *settings_.metrics_listen, &registry_, [this] {
+    auto http = MetricsHttpServer::Create(
+        base_.get(), *settings_.metrics_listen, &registry_,
+        [this] {
           metrics_->SetEventPeers((events_ ? events_->peers() : 0) +
                                   (tls_events_ ? tls_events_->peers() : 0));
-        });
+        },
+        [this](std::string_view path) { return roundtrip_->JourneysJson(path); });
     if (!http.ok()) return http.status();
     http_ = std::move(*http);
   }
@@ -259,6 +306,7 @@ void ProbeDaemon::Impl::ApplyTargets(std::vector<ProbeTarget> targets, TlsContex
   for (const auto& [name, old] : targets_) {
     if (next.contains(name)) continue;
     metrics_->ForgetTarget(name);
+    roundtrip_->ForgetTarget(name);
     if (running_.erase(name) > 0)
       MP_LOG_INFO("target %s removed; its check abandoned", name.c_str());
   }
@@ -296,6 +344,7 @@ void ProbeDaemon::Impl::Reload() {
   settings_.max_concurrent_checks = loaded->max_concurrent_checks;
   settings_.jitter_fraction = loaded->jitter_fraction;
   settings_.targets = loaded->targets;
+  settings_.key = loaded->key;  // a new key signs from the next check on
   ApplyTargets(std::move(loaded->targets), std::move(*contexts));
   metrics_->RecordReload(true, now_unix);
   MP_LOG_INFO("configuration reloaded from %s: %zu targets", config_path_.c_str(), targets_.size());
@@ -335,8 +384,9 @@ void ProbeDaemon::Impl::StartCheck(const CheckScheduler::DueCheck& due) {
     check->tls = tls_.at({plan.ca_file, plan.options.verify_certificate});
   }
   check->start_unix_us = UnixMicros();
-  CheckOptions options = OptionsForRun(
-      plan, static_cast<std::time_t>(check->start_unix_us / 1000000), &check->probe_id);
+  const ProbeSigner signer{settings_.key ? &*settings_.key : nullptr, settings_.name};
+  CheckOptions options = OptionsForRun(plan, check->start_unix_us, &check->probe_id,
+                                       check->target.roundtrip ? &signer : nullptr);
   if (const auto memory = tls_memory_.find(due.name);
       memory != tls_memory_.end() && check->target.tls_resume_seconds > 0 &&
       MonotonicSeconds() - memory->second.full_handshake_at < check->target.tls_resume_seconds) {
@@ -372,6 +422,14 @@ void ProbeDaemon::Impl::OnCheckDone(const std::string& name, CheckResult result)
   if (targets_.contains(name)) {
     metrics_->RecordCheck(name, result, verdict, implicit, static_cast<double>(now_us) / 1e6);
     RememberTlsSession(name, check.target, result);
+    if (check.target.roundtrip && Accepted(result)) {
+      std::shared_ptr<SSL_CTX> imap_tls;
+      if (const auto& imap = check.target.imap) {
+        imap_tls = tls_.at({imap->ca_file, imap->options.verify_certificate});
+      }
+      roundtrip_->Sent(check.target, check.probe_id, SentAt(check.start_unix_us, result),
+                       result.outcome.queue_id, std::move(imap_tls));
+    }
   }
   if (report_) {
     proto::Event event;
@@ -395,6 +453,7 @@ void ProbeDaemon::Impl::HandleEvent(const std::string& peer, const proto::Event&
   const char* kind = EventKind(event);
   metrics_->RecordEvent(kind);
   MP_LOG_DEBUG("event peer %s: %s", peer.c_str(), kind);
+  (void)roundtrip_->OnEvent(event);
 }
 
 void ProbeDaemon::Impl::OnSignal(evutil_socket_t sig, short, void* arg) noexcept {

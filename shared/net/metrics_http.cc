@@ -10,11 +10,13 @@
 namespace mailpulse {
 
 StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Create(
-    event_base* base, const Endpoint& listen, const MetricsRegistry* registry, Refresh refresh) {
+    event_base* base, const Endpoint& listen, const MetricsRegistry* registry, Refresh refresh,
+    Route route) {
   if (listen.kind != Endpoint::Kind::kTcp) {
     return Status::Error("metrics listen address must be HOST:PORT, not " + listen.ToString());
   }
-  std::unique_ptr<MetricsHttpServer> server(new MetricsHttpServer(registry, std::move(refresh)));
+  std::unique_ptr<MetricsHttpServer> server(
+      new MetricsHttpServer(registry, std::move(refresh), std::move(route)));
   server->http_.reset(evhttp_new(base));
   if (!server->http_) return Status::Error("evhttp_new failed");
   evhttp_set_allowed_methods(server->http_.get(), EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
@@ -47,6 +49,14 @@ void MetricsHttpServer::HandleRequest(evhttp_request* req, void* self) noexcept 
       evhttp_add_header(headers, "Content-Type", "text/plain; charset=utf-8");
       evhttp_send_reply(req, HTTP_OK, "OK", nullptr);
       return;
+    }
+    if (path != nullptr && server->route_) {
+      if (std::optional<std::string> body = server->route_(path)) {
+        evbuffer_add(out, body->data(), body->size());
+        evhttp_add_header(headers, "Content-Type", "application/json");
+        evhttp_send_reply(req, HTTP_OK, "OK", nullptr);
+        return;
+      }
     }
     evhttp_send_error(req, HTTP_NOTFOUND, "Not Found");
   } catch (...) {

@@ -7,6 +7,9 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <utility>
 
 #include "shared/endpoint.h"
@@ -20,20 +23,24 @@ class MetricsHttpServer {
  public:
   // Runs before each rendering, on the loop's thread: sets gauges that are read, not pushed.
   using Refresh = std::function<void()>;
+  // Serves other GET paths: returns the JSON body for `path`, or nullopt for 404.
+  using Route = std::function<std::optional<std::string>(std::string_view path)>;
 
   // `registry` must outlive the server.
   static StatusOr<std::unique_ptr<MetricsHttpServer>> Create(event_base* base,
                                                              const Endpoint& listen,
                                                              const MetricsRegistry* registry,
-                                                             Refresh refresh = nullptr);
+                                                             Refresh refresh = nullptr,
+                                                             Route route = nullptr);
 
  private:
-  MetricsHttpServer(const MetricsRegistry* registry, Refresh refresh)
-      : registry_(registry), refresh_(std::move(refresh)) {}
+  MetricsHttpServer(const MetricsRegistry* registry, Refresh refresh, Route route)
+      : registry_(registry), refresh_(std::move(refresh)), route_(std::move(route)) {}
   static void HandleRequest(evhttp_request* req, void* self) noexcept;
 
   const MetricsRegistry* registry_;
   Refresh refresh_;
+  Route route_;
   EvHttpPtr http_;
 };
 

@@ -181,8 +181,8 @@ TEST(PlanCheckTest, EachRunOfASendCheckGetsItsOwnMessage) {
   ASSERT_TRUE(plan.ok()) << plan.status().message();
   EXPECT_EQ(plan->options.session.kind, CheckKind::kSend);
   std::string id1, id2;
-  const CheckOptions run1 = OptionsForRun(*plan, static_cast<std::time_t>(kNow), &id1);
-  const CheckOptions run2 = OptionsForRun(*plan, static_cast<std::time_t>(kNow), &id2);
+  const CheckOptions run1 = OptionsForRun(*plan, kNow * 1000000, &id1);
+  const CheckOptions run2 = OptionsForRun(*plan, kNow * 1000000, &id2);
   EXPECT_EQ(id1.size(), 32u);
   EXPECT_NE(id1, id2);
   EXPECT_NE(run1.session.message.find(id1 + ".mailpulse@probe.example.org"), std::string::npos);
