@@ -102,6 +102,7 @@ Status ImapFromEntry(const ConfigEntry& e, ProbeTarget* target) {
   if (!tls.ok()) return EntryError(e, "imap_tls", tls.status().message());
   c.options.tls = *tls;
   c.options.verify_certificate = e.GetBool("imap_verify");
+  c.options.tls_name = e.GetString("imap_tls_name");
   c.options.user = e.GetString("imap_user");
   if (c.options.user.empty()) return EntryError(e, "imap_user", "IMAP needs a login");
   StatusOr<std::string> password = ReadPasswordFile(e.GetString("imap_password_file"));

@@ -166,6 +166,8 @@ const std::vector<ConfigSectionArray>& ConfigSectionArrays() {
            {"imap_mailbox", ConfigType::kString, R"("INBOX")", true, "Mailbox to look in."},
            {"imap_ca_file", ConfigType::kString, R"("")", true,
             "PEM CA certificates for the IMAP server. Empty: the system store."},
+           {"imap_tls_name", ConfigType::kString, R"("")", true,
+            "SNI and the name the IMAP server's certificate must carry. Empty: imap_host."},
            {"imap_verify", ConfigType::kBool, "true", true,
             "Verify the IMAP server's certificate."},
            {"imap_poll", ConfigType::kDuration, R"("5s")", true,
