@@ -1,36 +1,46 @@
 #!/usr/bin/python3
-"""mailpulse demo: a sandboxed Postfix on loopback with mailpulse-milter plugged in (smtpd and
-non-smtpd mail) and mailpulse-probe watching it, a small mix of real traffic, the milter's live
-counters and the probe's per-phase checks.
+"""mailpulse demo: two chained sandboxed Postfix instances on loopback, each with mailpulse-milter
+plugged in (smtpd and non-smtpd mail), and mailpulse-probe watching them: a small mix of real
+traffic, the edge milter's live counters, the probe's per-phase checks and the round trips of
+signed probe messages, hop by hop.
 
-Starts smtp-sink (standing in for every remote server), mailpulse-milter, Postfix with
-submission listeners and Dovecot for SASL, and the mailpulse-probe daemon checking Postfix's
-ports 25 (plain and STARTTLS), 587 (STARTTLS + AUTH) and 465 (implicit TLS) and sending a
-test message every few seconds; the milter reports to the probe's event socket. All of it
+Starts smtp-sink (standing in for every remote server), Postfix "mx" with milter "mx" in front
+of it, Postfix "edge" relaying to mx, with submission listeners, Dovecot for SASL and milter
+"edge", and the mailpulse-probe daemon checking edge's ports 25 (plain and STARTTLS), 587
+(STARTTLS + AUTH) and 465 (implicit TLS), sending a test message and a signed probe message
+every few seconds; both milters share the probe key, stamp the probe messages and report to
+the probe's event socket, and mx's milter discards them at the probe sink address. All of it
 lives under one temporary directory. It sends good, multi-recipient, rejected, TLS,
-authenticated, local and aborted mail; then prints the mailpulse_milter_* series of /metrics,
-grouped by family, and each probe target's state and phase timings, every --interval seconds
-until Ctrl-C (or once, with --once), and stops everything it started. Run as root; see
-contrib/dev/demo, which builds first.
+authenticated, local and aborted mail; then prints the mailpulse_milter_* series of edge's
+/metrics, grouped by family, each probe target's state and phase timings and the journeys of
+the probe messages (`mailpulse-probe trace`), every --interval seconds until Ctrl-C (or once,
+with --once), and stops everything it started. Run as root; see contrib/dev/demo, which builds
+first.
 """
 import argparse
+import contextlib
+import json
 import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import roundtrip  # noqa: E402
 import sandbox  # noqa: E402
 from probe_daemon import ProbeDaemon  # noqa: E402
+from roundtrip import ChainedMail  # noqa: E402
 from sandbox import REJECTED_CLIENT, SASL_PASSWORD, SASL_USER, TRUSTED_CLIENT  # noqa: E402
 
 
-def traffic(mail: sandbox.MailSystem) -> list:
-    """The mix to send: (what, how it is sent, function returning the outcome)."""
-    pf = mail.postfix
+def traffic(chain: ChainedMail) -> list:
+    """The mix to send to edge: (what, how it is sent, function returning the outcome)."""
+    pf = chain.edge
 
     def swaks(*args, **kwargs):
         return lambda: sandbox.send_swaks(*args, **kwargs).last_reply
@@ -66,12 +76,13 @@ def traffic(mail: sandbox.MailSystem) -> list:
     ]
 
 
-def send_traffic(mail: sandbox.MailSystem) -> None:
-    print("\nSending traffic through Postfix (the milter watches every session):")
-    for what, how, send in traffic(mail):
+def send_traffic(chain: ChainedMail) -> None:
+    print("\nSending traffic through edge (its milter watches every session):")
+    for what, how, send in traffic(chain):
         print(f"  {what:<28} {how:<20} -> {send()}")
-    mail.postfix.wait_for_queue_empty()
-    print(f"  ... {mail.sink.count()} messages delivered to the sink, Postfix queue empty")
+    chain.edge.wait_for_queue_empty()
+    chain.mx.wait_for_queue_empty()
+    print(f"  ... {chain.sink.count()} messages delivered to the sink through mx, queues empty")
 
 
 def families(metrics_text: str) -> dict:
@@ -90,10 +101,10 @@ def families(metrics_text: str) -> dict:
     return out
 
 
-def print_counters(mail: sandbox.MailSystem) -> dict:
-    text = mail.milter.metrics_text()
-    print(f"\nmailpulse-milter counters at {time.strftime('%H:%M:%S')} "
-          f"(live: curl -s {mail.milter.metrics_url})")
+def print_counters(chain: ChainedMail) -> dict:
+    text = chain.edge_milter.metrics_text()
+    print(f"\nmailpulse-milter counters of edge at {time.strftime('%H:%M:%S')} "
+          f"(live: curl -s {chain.edge_milter.metrics_url})")
     groups = families(text)
     for family, (help_text, series) in groups.items():
         print(f"  {family.removeprefix('mailpulse_milter_')}  — {help_text}")
@@ -109,11 +120,11 @@ PROBE_PHASES = ("dns", "connect", "banner", "ehlo", "starttls", "tls_handshake",
 IMPLICIT_PHASES = ("dns", "connect", "tls_handshake", "banner", "ehlo", "auth", "quit")
 
 
-def probe_targets(mail: sandbox.MailSystem) -> list:
-    """The probe's [[target]]s: every listener of the sandbox Postfix, and a delivery."""
-    pf = mail.postfix
-    cert, _ = sandbox.make_tls_cert(mail.workdir, pf.hostname)
-    secret = mail.workdir / "probe.pw"
+def probe_targets(chain: ChainedMail) -> list:
+    """The probe's [[target]]s: every listener of edge, a delivery and a round trip."""
+    pf = chain.edge
+    cert, _ = sandbox.make_tls_cert(chain.workdir, pf.hostname)
+    secret = chain.workdir / "probe.pw"
     secret.write_text(SASL_PASSWORD + "\n")
     secret.chmod(0o600)
     os.chown(secret, 65534, 65534)  # the daemon runs as nobody
@@ -129,6 +140,9 @@ def probe_targets(mail: sandbox.MailSystem) -> list:
          **common},
         {"name": "delivery", "port": pf.port, "send": True, "from": "probe@mailpulse.test",
          "to": ["alice@sink.test"], **common},
+        # A signed probe message through edge and mx; bounces would come back to its sender.
+        {"name": "roundtrip", "port": pf.port, "send": True, "roundtrip": True,
+         "from": roundtrip.PROBE_RETURN, "to": [roundtrip.PROBE_SINK], **common},
     ]
 
 
@@ -173,16 +187,52 @@ def wait_for_probe(probe: ProbeDaemon) -> bool:
         return False
 
 
-def wait_for_milter(mail: sandbox.MailSystem) -> bool:
-    """Waits (with a deadline) until the milter has counted the messages Postfix delivered."""
-    delivered = mail.sink.count()
+def journeys(probe: ProbeDaemon) -> list:
+    url = f"http://127.0.0.1:{probe.metrics_port}/journeys"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def print_journeys(probe: ProbeDaemon, shown: set) -> int:
+    """Prints, with `mailpulse-probe trace`, the journeys finished since the last call (ids in
+    `shown`); returns how many of them were delivered."""
+    new = [j for j in journeys(probe) if j["outcome"] != "pending" and j["probe_id"] not in shown]
+    print(f"\nRound trips finished since the last print ({len(new)}; "
+          f"live: mailpulse-probe trace --url 127.0.0.1:{probe.metrics_port}):")
+    for j in new:
+        proc = subprocess.run([str(sandbox.probe_binary()), "trace", "--url",
+                               f"127.0.0.1:{probe.metrics_port}", j["probe_id"]],
+                              capture_output=True, text=True, timeout=30)
+        print("".join("  " + line + "\n" for line in (proc.stdout or proc.stderr).splitlines()),
+              end="")
+        shown.add(j["probe_id"])
+    if not new:
+        print("  (none yet)")
+    return sum(1 for j in new if j["outcome"] == "delivered")
+
+
+def wait_for_journey(probe: ProbeDaemon) -> bool:
+    """Waits (with a deadline) until a probe message's journey has finished delivered."""
     try:
-        mail.milter.wait_for_metric("mailpulse_milter_messages_total", delivered, timeout=15)
+        probe.wait_for_metric("mailpulse_roundtrip_total", 1, timeout=30, target="roundtrip",
+                              outcome="delivered")
+        return True
+    except TimeoutError as e:
+        print(f"\nWARNING: {e}; the probe's log:\n{probe.log_text()[-3000:]}")
+        return False
+
+
+def wait_for_milter(chain: ChainedMail) -> bool:
+    """Waits (with a deadline) until edge's milter has counted the messages delivered."""
+    delivered = chain.sink.count()
+    try:
+        chain.edge_milter.wait_for_metric("mailpulse_milter_messages_total", delivered,
+                                          timeout=15)
         return True
     except TimeoutError:
         print(f"\nWARNING: the milter counted fewer than the {delivered} messages Postfix "
               "delivered. Postfix's milter lines:\n" + "\n".join(
-                  line for line in mail.postfix.log_text().splitlines() if "milter" in line))
+                  line for line in chain.edge.log_text().splitlines() if "milter" in line))
         return False
 
 
@@ -190,31 +240,39 @@ def interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def show(mail: sandbox.MailSystem, probe: ProbeDaemon, once: bool, interval: float) -> bool:
-    """Sends the traffic and prints the counters and checks (repeatedly unless once); False if
-    the milter did not see the traffic or a probe check failed."""
-    pf = mail.postfix
-    print(f"Sandbox in {mail.workdir}:\n"
+def show(chain: ChainedMail, probe: ProbeDaemon, once: bool, interval: float) -> bool:
+    """Sends the traffic and prints the counters, checks and journeys (repeatedly unless once);
+    False if the milter did not see the traffic, a probe check failed or no round trip was
+    delivered."""
+    pf, mx = chain.edge, chain.mx
+    print(f"Sandbox in {chain.workdir}:\n"
           f"  Postfix {pf.hostname}: smtpd 127.0.0.1:{pf.port}, submission "
           f"{pf.submission_port}, submissions {pf.submissions_port}; log {pf.maillog}\n"
-          f"  smtpd_milters = non_smtpd_milters = {mail.milter.address}\n"
-          f"  smtp-sink (every remote server) on 127.0.0.1:{mail.sink.port}\n"
-          f"  milter metrics: {mail.milter.metrics_url}\n"
+          f"    smtpd_milters = non_smtpd_milters = {chain.edge_milter.address} (hop edge)\n"
+          f"    relays to Postfix {mx.hostname}: smtpd 127.0.0.1:{mx.port}; log {mx.maillog}\n"
+          f"    smtpd_milters = non_smtpd_milters = {chain.mx_milter.address} (hop mx)\n"
+          f"  smtp-sink (every remote server) on 127.0.0.1:{chain.sink.port}\n"
+          f"  milter metrics: edge {chain.edge_milter.metrics_url}, "
+          f"mx {chain.mx_milter.metrics_url}\n"
           f"  mailpulse-probe run --config {probe.config_path}: {len(probe.targets)} targets, "
           f"event socket {probe.event_socket}")
-    send_traffic(mail)
-    ok = wait_for_milter(mail)
-    ok = bool(print_counters(mail)) and ok
+    send_traffic(chain)
+    ok = wait_for_milter(chain)
+    ok = bool(print_counters(chain)) and ok
     ok = wait_for_probe(probe) and ok
     ok = all(state == "OK" for _, state in print_probe(probe)) and ok
+    ok = wait_for_journey(probe) and ok
+    shown: set = set()
+    ok = print_journeys(probe, shown) > 0 and ok
     if once:
         return ok
     print(f"\nSend more mail, e.g.: swaks --server 127.0.0.1:{pf.port} --to alice@sink.test"
           f"\nReprinting every {interval:g}s; Ctrl-C stops everything.")
     while True:
         time.sleep(interval)  # the refresh cadence, not a synchronisation
-        print_counters(mail)
+        print_counters(chain)
         print_probe(probe)
+        print_journeys(probe, shown)
 
 
 def main() -> int:
@@ -237,12 +295,17 @@ def main() -> int:
     workdir = sandbox.make_workdir("demo")
     ok = False
     try:
-        probe_socket = workdir / "probe" / "events.sock"  # where ProbeDaemon puts it
-        milter_args = {"extra_config": f'event_socket = "unix:{probe_socket}"\n'}
-        with sandbox.MailSystem(workdir, milter=True, milter_args=milter_args) as mail, \
-                ProbeDaemon(workdir, probe_targets(mail), name="probe") as probe:
+        key = roundtrip.write_key(workdir)
+        probe = ProbeDaemon(workdir, [], probe={"key_file": str(key),
+                                                "roundtrip_deadline": "60s"})
+        chain = ChainedMail(workdir, key, probe.event_socket, discard=True,
+                            edge_knows_users=True, submission=True)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(chain)
+            probe.targets = probe_targets(chain)
+            stack.enter_context(probe)
             try:
-                ok = show(mail, probe, args.once, args.interval)
+                ok = show(chain, probe, args.once, args.interval)
             except KeyboardInterrupt:
                 ok = True
                 print("\nStopping the sandbox ...")

@@ -46,27 +46,38 @@ def milter(workdir: Path, hop: str, key: Path, event_socket: Path, extra: str = 
 
 class ChainedMail(sandbox.Component):
     """smtp-sink <- mx (+ milter "mx") <- edge (+ milter "edge"). `edge_overrides` go to edge's
-    main.cf (e.g. defer_transports = "smtp" to hold mail there)."""
+    main.cf (e.g. defer_transports = "smtp" to hold mail there). By default edge relays every
+    sink.test recipient and mx is the one that knows the users; `edge_knows_users` gives edge
+    the sandbox's user list too (unknown users refused at edge, as the demo wants).
+    `submission` adds edge's 587 and 465 listeners with Dovecot for SASL; mx then relays mail
+    for other domains from edge (mynetworks 127.0.0.0/8), as a smarthost would."""
 
     def __init__(self, workdir: Path, key: Path, event_socket: Path, *, discard: bool = False,
+                 edge_knows_users: bool = False, submission: bool = False,
                  **edge_overrides: str):
         self.workdir = workdir
         self.sink = sandbox.SmtpSink(workdir)
         mx_extra = (f'probe_sinks = ["{PROBE_SINK}"]\nprobe_return_paths = ["{PROBE_RETURN}"]\n'
                     f"probe_discard = {'true' if discard else 'false'}\n")
         self.mx_milter = milter(workdir, "mx", key, event_socket, mx_extra)
+        mx_overrides = {"mynetworks": "127.0.0.0/8"} if submission else {}
         self.mx = sandbox.PostfixInstance(workdir, "mx", sink_port=self.sink.port,
-                                          milter=self.mx_milter.address)
+                                          milter=self.mx_milter.address, **mx_overrides)
         self.edge_milter = milter(workdir, "edge", key, event_socket)
-        # edge relays every sink.test recipient: mx is the one that knows the users.
+        if not edge_knows_users:
+            edge_overrides = {"relay_recipient_maps": "", **edge_overrides}
         self.edge = sandbox.PostfixInstance(workdir, "edge", sink_port=self.mx.port,
                                             milter=self.edge_milter.address,
-                                            relay_recipient_maps="", **edge_overrides)
+                                            submission=submission, submissions=submission,
+                                            **edge_overrides)
+        self.dovecot = sandbox.DovecotInstance(workdir, self.edge) if submission else None
         self._stack = contextlib.ExitStack()
 
     def start(self) -> "ChainedMail":
-        for part in (self.sink, self.mx_milter, self.mx, self.edge_milter, self.edge):
-            self._stack.enter_context(part)
+        for part in (self.sink, self.mx_milter, self.mx, self.edge_milter, self.edge,
+                     self.dovecot):
+            if part:
+                self._stack.enter_context(part)
         return self
 
     def stop(self) -> None:

@@ -1,6 +1,7 @@
 """Runs the demo once (demo.py --once) with the built milter and probe: it must send its
-traffic, print the milter's live counters with the /metrics URL and every probe target OK with
-its phase timings, exit 0 and leave no process behind."""
+traffic, print the edge milter's live counters with the /metrics URL, every probe target OK
+with its phase timings and a delivered round trip with its edge and mx hops, exit 0 and leave
+no process behind."""
 import os
 import re
 import subprocess
@@ -20,15 +21,21 @@ def test_demo_once_prints_live_counters_and_cleans_up(milter_binary, probe_binar
         out.seek(0)
         output = out.read()
     assert proc.returncode == 0, output
-    assert re.search(r"mailpulse-milter counters at .*curl -s http://127\.0\.0\.1:\d+/metrics",
+    assert re.search(r"mailpulse-milter counters of edge at .*curl -s http://127\.0\.0\.1:\d+/metrics",
                      output), output
     assert re.search(r"^  connections_total  — ", output, re.M), output
     assert re.search(r"mailpulse-probe checks at .*curl -s http://127\.0\.0\.1:\d+/metrics",
                      output), output
-    for target in ("smtp", "smtp-starttls", "submission", "smtps", "delivery"):
+    for target in ("smtp", "smtp-starttls", "submission", "smtps", "delivery", "roundtrip"):
         assert re.search(rf"^  {target} +OK +\d+\.\d+ ms .* banner \d+\.\d+ ", output, re.M), output
     assert re.search(r"^  submission .* auth \d", output, re.M), output
     assert re.search(r"^  delivery .* end_of_data \d", output, re.M), output
+    journey = re.search(r"^  journey [0-9a-f]{32}  target roundtrip  delivered  \d+\.\d{3} s\n"
+                        r"    sent +\d{4}-\d\d-\d\d [\d:.]+ UTC  qid \w+\n"
+                        r"    edge +\d{4}-\d\d-\d\d [\d:.]+ UTC  \+\d+\.\d{3} s  qid \w+\n"
+                        r"    mx +\d{4}-\d\d-\d\d [\d:.]+ UTC  \+\d+\.\d{3} s  qid \w+\n",
+                        output, re.M)
+    assert journey, output
     assert "WARNING" not in output, output
     workdir = re.search(r"^Sandbox in (/tmp/mailpulse-demo-\S+):", output, re.M).group(1)
     assert not Path(workdir).exists()
