@@ -43,8 +43,8 @@ std::string BounceText(const proto::ProbeBounce& b) {
 
 RoundTripMetrics::RoundTripMetrics(MetricsRegistry* r)
     : roundtrip_(r->AddHistogram("mailpulse_roundtrip_seconds",
-                                 "Time from a probe message's acceptance by the first hop to its "
-                                 "delivery at the sink (hop clocks), per target.",
+                                 "Time from a probe message leaving the probe to its delivery at "
+                                 "the sink (the sink hop's clock), per target.",
                                  {"target"}, JourneyBuckets())),
       hop_latency_(r->AddHistogram("mailpulse_hop_latency_seconds",
                                    "Time from the previous hop (or the probe's send) to this "
@@ -62,7 +62,12 @@ RoundTripMetrics::RoundTripMetrics(MetricsRegistry* r)
                           {"target"})),
       pending_(
           &r->AddGauge("mailpulse_roundtrip_pending", "Probe messages sent and not yet finished.")
-               .WithLabels({})) {}
+               .WithLabels({})),
+      orphans_(&r->AddCounter("mailpulse_roundtrip_orphan_reports_total",
+                              "Reports for probe messages this probe never sent (or sent before "
+                              "it restarted), held 60 s in case the send was still being "
+                              "recorded, then dropped.")
+                    .WithLabels({})) {}
 
 void RoundTripMetrics::RecordFinished(const Journey& j) {
   outcomes_.WithLabels({j.target, std::string(JourneyOutcomeName(j.outcome))}).Inc();

@@ -20,6 +20,10 @@ class RoundTripMetrics {
   void RecordFinished(const Journey& journey);
   void RecordLate(const std::string& target) { late_.WithLabels({target}).Inc(); }
   void SetPending(std::size_t pending) { pending_->Set(static_cast<double>(pending)); }
+  // The correlator's running count of dropped orphans (Correlator::orphans_dropped()).
+  void SetOrphansDropped(std::uint64_t total) {
+    if (total > orphans_->Value()) orphans_->Inc(total - orphans_->Value());
+  }
   void ForgetTarget(const std::string& target);
 
  private:
@@ -29,6 +33,7 @@ class RoundTripMetrics {
   GaugeFamily& last_;
   CounterFamily& late_;
   Gauge* pending_;
+  Counter* orphans_;
 };
 
 // "journey 9f...e1 target delivery: delivered in 0.412 s: sent 20:01:02.345678, edge +0.031 s

@@ -58,6 +58,7 @@ void RoundTripTracker::Sent(const ProbeTarget& target, const std::string& probe_
   correlator_.Sent(probe_id, target.name, sent_unix_us, queue_id);
   if (target.imap) StartImapWatch(target, probe_id, std::move(imap_tls));
   metrics_.SetPending(correlator_.pending());
+  metrics_.SetOrphansDropped(correlator_.orphans_dropped());
   ArmJourneyTimer();
 }
 
@@ -100,6 +101,7 @@ void RoundTripTracker::FinishDue() {
     imap_watches_.erase(j.probe_id);
   }
   metrics_.SetPending(correlator_.pending());
+  metrics_.SetOrphansDropped(correlator_.orphans_dropped());
   ArmJourneyTimer();
 }
 
