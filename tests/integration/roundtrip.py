@@ -46,7 +46,7 @@ def milter(workdir: Path, hop: str, key: Path, event_socket: Path, extra: str = 
 
 class ChainedMail(sandbox.Component):
     """smtp-sink <- mx (+ milter "mx") <- edge (+ milter "edge"). `edge_overrides` go to edge's
-    main.cf (e.g. defer_transports = "smtp" to hold mail there). By default edge relays every
+    main.cf (e.g. a HOLD restriction to hold mail there). By default edge relays every
     sink.test recipient and mx is the one that knows the users; `edge_knows_users` gives edge
     the sandbox's user list too (unknown users refused at edge, as the demo wants).
     `submission` adds edge's 587 and 465 listeners with Dovecot for SASL; mx then relays mail
@@ -82,12 +82,6 @@ class ChainedMail(sandbox.Component):
 
     def stop(self) -> None:
         self._stack.close()
-
-    def release_edge(self) -> None:
-        """Lets mail held by edge's defer_transports go: clear it, reload, flush."""
-        sandbox.run(["postconf", "-c", str(self.edge.config_dir), "-e", "defer_transports ="])
-        self.edge.postfix("reload")
-        sandbox.run(["postqueue", "-c", str(self.edge.config_dir), "-f"])
 
     def diagnostics(self, lines: int = 40) -> str:
         logs = {"edge": self.edge.log_text(), "mx": self.mx.log_text(),
