@@ -21,6 +21,7 @@ section: rerun the benchmark rather than edit a section by hand.
 
 - mailpulse-milter on the mail path: `tests/bench/postfix_throughput.py`
 - mailpulse-probe beside check_smtp and blackbox_exporter: `tests/bench/probe_compare.py`
+- Overhead of probe handling, probe share and event socket: `tests/bench/roundtrip_overhead.py`
 """
 
 

@@ -368,6 +368,7 @@ class RunResult:
     sink_ticks: int
     others_ticks: int  # machine busy time not spent by the benchmark's own processes
     quiet_before: float  # machine busy fraction just before the run, with the bench idle
+    helper_ticks: int = 0  # CPU of the benchmark's helper processes (Bench.helpers)
 
     @property
     def rate(self) -> float:
@@ -387,19 +388,27 @@ class RunResult:
         return self.others_ticks / max(1, self.system_total)
 
 
-class Bench:
-    """The assembled system: sink, milters, Postfix. run() does one verified, timed run."""
+def standard_milters(workdir: Path, build: Path) -> dict:
+    """This benchmark's milter variants: {variant: milter component}."""
+    milter = build / "milter" / "mailpulse-milter"
+    return {"mailpulse-unix": MailpulseMilter(workdir, "mailpulse-unix", milter),
+            "mailpulse-inet": MailpulseMilter(workdir, "mailpulse-inet", milter,
+                                              inet_port=sandbox.free_port()),
+            "minimal-unix": MinimalMilter(workdir, build / "tests" / "bench" / "minimal_milter")}
 
-    def __init__(self, workdir: Path, build: Path):
+
+class Bench:
+    """The assembled system: sink, milters, Postfix. run() does one verified, timed run.
+    `milters` ({variant: component with .proc and .postfix_address}) defaults to
+    standard_milters(); `helpers` are further processes of the benchmark (with .proc), started
+    before the milters, whose CPU counts as the benchmark's (e.g. a probe daemon)."""
+
+    def __init__(self, workdir: Path, build: Path, milters: dict | None = None,
+                 helpers: tuple = ()):
         self.workdir = workdir
         self.sink = FastSink(workdir)
-        milter = build / "milter" / "mailpulse-milter"
-        self.mp_unix = MailpulseMilter(workdir, "mailpulse-unix", milter)
-        self.mp_inet = MailpulseMilter(workdir, "mailpulse-inet", milter,
-                                       inet_port=sandbox.free_port())
-        self.minimal = MinimalMilter(workdir, build / "tests" / "bench" / "minimal_milter")
-        self.milters = {"mailpulse-unix": self.mp_unix, "mailpulse-inet": self.mp_inet,
-                        "minimal-unix": self.minimal}
+        self.milters = standard_milters(workdir, build) if milters is None else milters
+        self.helpers = list(helpers)
         self.postfix = BenchPostfix(workdir, self.sink.port,
                                     {n: m.postfix_address for n, m in self.milters.items()})
         self.log = LogTail(self.postfix.maillog)
@@ -407,7 +416,7 @@ class Bench:
         self.source: subprocess.Popen | None = None
 
     def start(self) -> "Bench":
-        for part in (self.sink, self.mp_unix, self.mp_inet, self.minimal, self.postfix):
+        for part in (self.sink, *self.helpers, *self.milters.values(), self.postfix):
             self.stack.enter_context(part)
         return self
 
@@ -423,8 +432,11 @@ class Bench:
                 f"127.0.0.1:{self.postfix.port_of(variant)}"]
 
     def run(self, variant: str, sessions: int, messages: int, timeout: float = 900,
-            quiet: tuple = (1.0, 0)) -> RunResult:
-        """One timed run; quiet = (threshold, timeout) for wait_for_quiet() first."""
+            quiet: tuple = (1.0, 0), side=None) -> RunResult:
+        """One timed run; quiet = (threshold, timeout) for wait_for_quiet() first. `side`
+        sends `side.messages` of the run's messages beside smtp-source: side.poll(removed) is
+        called as the run goes (with the messages delivered so far), the run ends once
+        side.done() too, and side.stop() ends whatever it still runs."""
         # Outside the clock: the queue must be empty, the machine quiet, the counters read.
         self.postfix.wait_for_queue_empty(timeout=120)
         quiet_before = wait_for_quiet(*quiet)
@@ -436,6 +448,7 @@ class Bench:
         io_before = {name: proc_io(pid) for name, pid in pids.items()}
         milter_before = proc_cpu_ticks(milter.proc.pid) if milter else None
         milters_before = sum(proc_cpu_ticks(pid) for pid in pids.values())
+        helpers_before = sum(proc_cpu_ticks(h.proc.pid) for h in self.helpers)
         self_before = self_cpu_seconds()
         postfix_before = postfix_cpu_ticks(self.postfix.master_pid)
         sink_before = proc_cpu_ticks(self.sink.proc.pid)
@@ -444,17 +457,49 @@ class Bench:
         err_path = self.workdir / "smtp-source.stderr"
 
         start = time.monotonic()
+        bulk = messages - (side.messages if side else 0)
+        self.source = None
         with open(err_path, "w") as err:
-            self.source = subprocess.Popen(self.source_argv(variant, sessions, messages),
-                                           stdin=subprocess.DEVNULL, stdout=err, stderr=err)
-        record_pid(self.workdir, "smtp-source", self.source.pid)
+            if bulk > 0:  # else `side` sends them all
+                self.source = subprocess.Popen(self.source_argv(variant, sessions, bulk),
+                                               stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+                record_pid(self.workdir, "smtp-source", self.source.pid)
         deadline = start + timeout
+        with contextlib.ExitStack() as side_stack:
+            if side:
+                side_stack.callback(side.stop)
+            self._wait_for_delivery(variant, messages, side, deadline, timeout, err_path)
+        seconds = time.monotonic() - start
+
+        sys_after = system_ticks()
+        postfix_ticks = postfix_cpu_ticks(self.postfix.master_pid) - postfix_before
+        sink_ticks = proc_cpu_ticks(self.sink.proc.pid) - sink_before
+        source_cpu = children_cpu_seconds() - source_before
+        milters_ticks = sum(proc_cpu_ticks(pid) for pid in pids.values()) - milters_before
+        helper_ticks = sum(proc_cpu_ticks(h.proc.pid) for h in self.helpers) - helpers_before
+        ours = (postfix_ticks + sink_ticks + milters_ticks + helper_ticks
+                + (source_cpu + self_cpu_seconds() - self_before) * CLK_TCK)
+        busy = sys_after[0] - sys_before[0]
+        result = RunResult(
+            variant, sessions, messages, seconds,
+            proc_cpu_ticks(milter.proc.pid) - milter_before if milter else None,
+            postfix_ticks, busy, sys_after[1] - sys_before[1], source_cpu, sink_ticks,
+            max(0, round(busy - ours)), quiet_before, helper_ticks)
+        self.verify(variant, messages, counted_before, io_before, err_path)
+        return result
+
+    def _wait_for_delivery(self, variant: str, messages: int, side, deadline: float,
+                           timeout: float, err_path: Path) -> None:
+        """Polls until smtp-source (and `side`) are done and every message left the queue."""
         while True:
-            done = self.source.poll() is not None
+            source_done = self.source is None or self.source.poll() is not None
             counts = self.log.update()
+            if side:
+                side.poll(counts["removed"])
+            done = source_done and (side is None or side.done())
             if done and counts["removed"] >= messages:
                 break
-            if done and self.source.returncode != 0:
+            if source_done and self.source and self.source.returncode != 0:
                 raise RuntimeError(f"smtp-source exited {self.source.returncode}: "
                                    f"{err_path.read_text(errors='replace')[-2000:]}")
             if counts["deferred"] or counts["bounced"] or counts["trouble"]:
@@ -463,23 +508,6 @@ class Bench:
                 raise TimeoutError(f"{variant}: {counts['removed']}/{messages} delivered after "
                                    f"{timeout:g}s")
             time.sleep(0.01)
-        seconds = time.monotonic() - start
-
-        sys_after = system_ticks()
-        postfix_ticks = postfix_cpu_ticks(self.postfix.master_pid) - postfix_before
-        sink_ticks = proc_cpu_ticks(self.sink.proc.pid) - sink_before
-        source_cpu = children_cpu_seconds() - source_before
-        milters_ticks = sum(proc_cpu_ticks(pid) for pid in pids.values()) - milters_before
-        ours = (postfix_ticks + sink_ticks + milters_ticks
-                + (source_cpu + self_cpu_seconds() - self_before) * CLK_TCK)
-        busy = sys_after[0] - sys_before[0]
-        result = RunResult(
-            variant, sessions, messages, seconds,
-            proc_cpu_ticks(milter.proc.pid) - milter_before if milter else None,
-            postfix_ticks, busy, sys_after[1] - sys_before[1], source_cpu, sink_ticks,
-            max(0, round(busy - ours)), quiet_before)
-        self.verify(variant, messages, counted_before, io_before, err_path)
-        return result
 
     def verify(self, variant: str, messages: int, counted_before: dict, io_before: dict,
                err_path: Path) -> None:
@@ -780,19 +808,22 @@ SessionAccounting next to its floor, the same number of relaxed atomic adds with
 
 # --- main -----------------------------------------------------------------------------------
 
-def parse_args(argv: list | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+def rotated(variants: tuple, rnd: int) -> tuple:
+    """The variants in round rnd's order: round-robin, the start rotating each round."""
+    return variants[rnd % len(variants):] + variants[:rnd % len(variants)]
+
+
+def add_load_options(p: argparse.ArgumentParser) -> None:
+    """The load of the timed runs: rounds, messages, sessions, and the warm-up."""
     p.add_argument("--rounds", type=int, default=3, help="runs per variant (default 3)")
     p.add_argument("--messages", type=int, default=5000, help="messages per run (default 5000)")
     p.add_argument("--sessions", type=int, default=20, help="parallel sessions (default 20)")
-    p.add_argument("--single-messages", type=int, default=1000,
-                   help="messages per single-session run (default 1000)")
     p.add_argument("--warmup", type=int, default=200,
                    help="messages per variant before the timed runs (default 200)")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: 200 messages, 4 sessions, 1 round, 50 single-session")
-    p.add_argument("--write-doc", nargs="?", const=DOC_PATH, type=Path, metavar="PATH",
-                   help=f"write its section of the Markdown report at PATH (default {DOC_PATH})")
+
+
+def add_quiet_options(p: argparse.ArgumentParser) -> None:
+    """The options of measure(): waiting for a quiet machine, and runs again when disturbed."""
     p.add_argument("--quiet-threshold", type=float, default=0.10,
                    help="before each run, wait until the machine is less busy than this "
                         "fraction with the benchmark idle (default 0.10)")
@@ -803,6 +834,36 @@ def parse_args(argv: list | None = None) -> argparse.Namespace:
                         "machine during it (default 0.10)")
     p.add_argument("--retries", type=int, default=3,
                    help="most extra attempts per run for that (default 3; the quietest counts)")
+
+
+def measure(bench: Bench, args: argparse.Namespace, label: str, variant: str, sessions: int,
+            messages: int) -> RunResult:
+    """One run of bench, again when other work disturbed it (add_quiet_options); the quietest
+    attempt counts."""
+    best = None
+    for _ in range(args.retries + 1):
+        r = bench.run(variant, sessions, messages,
+                      quiet=(args.quiet_threshold, args.quiet_wait))
+        print(f"{label}: {variant:15} {r.rate:8.1f} msgs/s  ({r.seconds:.2f}s, milter "
+              f"{fmt(r.per_msg_us(r.milter_ticks))} µs/msg, other load "
+              f"{r.other_share:.0%})", file=sys.stderr, flush=True)
+        if best is None or r.other_share < best.other_share:
+            best = r
+        if r.other_share <= args.max_other_load:
+            break
+    return best
+
+
+def parse_args(argv: list | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    add_load_options(p)
+    p.add_argument("--single-messages", type=int, default=1000,
+                   help="messages per single-session run (default 1000)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 200 messages, 4 sessions, 1 round, 50 single-session")
+    p.add_argument("--write-doc", nargs="?", const=DOC_PATH, type=Path, metavar="PATH",
+                   help=f"write its section of the Markdown report at PATH (default {DOC_PATH})")
+    add_quiet_options(p)
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     args = p.parse_args(argv)
     if args.quick:
@@ -811,8 +872,10 @@ def parse_args(argv: list | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list | None = None) -> int:
-    args = parse_args(argv)
+def prepare_to_run() -> int | None:
+    """None when a Postfix benchmark can run here (as root, with Postfix's tools), after
+    making SIGTERM (e.g. a test runner's timeout) unwind like Ctrl-C, so the finally blocks
+    run; otherwise the exit code, the reason said on stderr."""
     if os.geteuid() != 0:
         print("run as root: Postfix's master and smtp-sink -u need it", file=sys.stderr)
         return 2
@@ -820,8 +883,24 @@ def main(argv: list | None = None) -> int:
         if not shutil.which(tool):
             print(f"{tool} not found (install postfix)", file=sys.stderr)
             return 2
-    # SIGTERM (e.g. a test runner's timeout) unwinds like Ctrl-C, so the finally blocks run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return None
+
+
+def finish_workdir(workdir: Path, ok: bool, keep: bool) -> None:
+    """Removes the work dir after a good run, else keeps it (its processes are stopped)."""
+    if ok and not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        sandbox.keep_workdir(workdir)
+        print(f"work dir kept: {workdir}", file=sys.stderr)
+
+
+def main(argv: list | None = None) -> int:
+    args = parse_args(argv)
+    refused = prepare_to_run()
+    if refused is not None:
+        return refused
     started = datetime.datetime.now(datetime.timezone.utc)
     workdir = sandbox.make_workdir("bench")
     bench = Bench(workdir, build_dir())
@@ -832,32 +911,13 @@ def main(argv: list | None = None) -> int:
         for variant in VARIANTS:  # warm-up: caches, process pools, and a first functional check
             bench.run(variant, min(args.sessions, 4), args.warmup)
         multi_runs, single_runs = [], []
-
-        def measure(label: str, variant: str, sessions: int, messages: int) -> RunResult:
-            """One run, again when other work disturbed it; the quietest attempt counts."""
-            best = None
-            for attempt in range(args.retries + 1):
-                r = bench.run(variant, sessions, messages,
-                              quiet=(args.quiet_threshold, args.quiet_wait))
-                print(f"{label}: {variant:15} {r.rate:8.1f} msgs/s  ({r.seconds:.2f}s, milter "
-                      f"{fmt(r.per_msg_us(r.milter_ticks))} µs/msg, other load "
-                      f"{r.other_share:.0%})", file=sys.stderr, flush=True)
-                if best is None or r.other_share < best.other_share:
-                    best = r
-                if r.other_share <= args.max_other_load:
-                    break
-            return best
-
         for rnd in range(args.rounds):
-            order = VARIANTS[rnd % len(VARIANTS):] + VARIANTS[:rnd % len(VARIANTS)]
-            for variant in order:
-                multi_runs.append(measure(f"round {rnd + 1}", variant, args.sessions,
-                                          args.messages))
+            for variant in rotated(VARIANTS, rnd):
+                multi_runs.append(measure(bench, args, f"round {rnd + 1}", variant,
+                                          args.sessions, args.messages))
         for rnd in range(args.rounds):
-            order = (SINGLE_VARIANTS[rnd % len(SINGLE_VARIANTS):]
-                     + SINGLE_VARIANTS[:rnd % len(SINGLE_VARIANTS)])
-            for variant in order:
-                single_runs.append(measure(f"single {rnd + 1}", variant, 1,
+            for variant in rotated(SINGLE_VARIANTS, rnd):
+                single_runs.append(measure(bench, args, f"single {rnd + 1}", variant, 1,
                                            args.single_messages))
         micro = accounting_bench(args.quick)
         multi, single = summarize(multi_runs, VARIANTS), summarize(single_runs, SINGLE_VARIANTS)
@@ -876,11 +936,7 @@ def main(argv: list | None = None) -> int:
         return 0
     finally:
         bench.stop()
-        if ok and not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            sandbox.keep_workdir(workdir)
-            print(f"work dir kept: {workdir}", file=sys.stderr)
+        finish_workdir(workdir, ok, args.keep)
 
 
 if __name__ == "__main__":
