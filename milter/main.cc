@@ -26,6 +26,8 @@
 #include "milter/core/traffic_counters.h"
 #include "milter/listen_socket.h"
 #include "milter/milter_callbacks.h"
+#include "milter/spike_watch.h"
+#include "milter/top_command.h"
 #include "shared/config.h"
 #include "shared/endpoint.h"
 #include "shared/frame_codec.h"
@@ -63,6 +65,11 @@ std::int64_t NowUnixMicros() {
       .count();
 }
 
+double MonotonicSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 // Everything the config must make sense of before the daemon starts, checked in one place so
 // --check-config and start-up agree.
 struct Settings {
@@ -72,6 +79,7 @@ struct Settings {
   EventSenderOptions event_options;
   std::optional<ProbeKey> probe_key;  // read while still root
   ClientClassifier classifier;
+  SpikeWatchSettings spikes;
 };
 
 // The TLS side of a tls:HOST:PORT event socket: the token to present and how to verify the
@@ -104,7 +112,8 @@ StatusOr<Settings> Validate(const Config& config) {
   StatusOr<ClientClassifier> classifier =
       ClientClassifier::Create(config.GetStringList("milter.trusted_networks"));
   if (!classifier.ok()) return fail("milter.trusted_networks", classifier.status());
-  Settings s{*socket, std::nullopt, std::nullopt, {}, std::nullopt, std::move(*classifier)};
+  Settings s{*socket,       std::nullopt, std::nullopt, {}, std::nullopt, std::move(*classifier),
+             {}};
   if (const std::string& m = config.GetString("milter.metrics_listen"); !m.empty()) {
     StatusOr<Endpoint> e = ParseEndpoint(m);
     if (!e.ok()) return fail("milter.metrics_listen", e.status());
@@ -121,6 +130,9 @@ StatusOr<Settings> Validate(const Config& config) {
     if (!key.ok()) return fail("milter.probe_key_file", key.status());
     s.probe_key = std::move(*key);
   }
+  StatusOr<SpikeWatchSettings> spikes = SpikeWatchSettingsFrom(config);
+  if (!spikes.ok()) return spikes.status();
+  s.spikes = std::move(*spikes);
   if (config.GetSeconds("milter.snapshot_interval") <= 0) {
     return fail("milter.snapshot_interval", Status::Error("must be positive"));
   }
@@ -172,6 +184,20 @@ struct SnapshotTimer {
       t->sender->Enqueue(std::move(frame));
     } catch (...) {
       MP_LOG_ERROR("event socket: could not build a traffic snapshot");
+    }
+  }
+};
+
+// Ticks the spike detector once a second on the event thread: ends, pending starts, reports.
+struct SpikeTimer {
+  SpikeWatch* watch;
+  EventPtr timer;
+
+  static void Fire(evutil_socket_t, short, void* self) noexcept {
+    try {
+      static_cast<SpikeTimer*>(self)->watch->Tick(MonotonicSeconds(), NowUnixMicros());
+    } catch (...) {
+      MP_LOG_ERROR("spike detection: could not evaluate the outbound rates");
     }
   }
 };
@@ -323,9 +349,15 @@ int Serve(const Config& config, const Settings& settings, bool foreground) {
     return 1;
   }
   EventLoop loop;
+  std::unique_ptr<SpikeWatch> spikes;  // made below, before the loop runs
   std::unique_ptr<MetricsHttpServer> http;
   if (settings.metrics_listen) {
-    auto h = MetricsHttpServer::Create(loop.base(), *settings.metrics_listen, &registry);
+    auto top = [&spikes](std::string_view path) -> std::optional<std::string> {
+      if (path != "/top" || !spikes) return std::nullopt;
+      return spikes->TopJson(20, MonotonicSeconds());
+    };
+    auto h = MetricsHttpServer::Create(loop.base(), *settings.metrics_listen, &registry, nullptr,
+                                       top);
     if (!h.ok()) {
       MP_LOG_ERROR("metrics: %s", h.status().message().c_str());
       return 1;
@@ -360,6 +392,17 @@ int Serve(const Config& config, const Settings& settings, bool foreground) {
     const double interval = config.GetSeconds("milter.snapshot_interval");
     const timeval tv = ToTimeval(interval);
     event_add(snapshots.timer.get(), &tv);
+  }
+  SpikeTimer spike_timer{nullptr, nullptr};
+  if (config.GetBool("milter.spike_detection")) {
+    spikes = std::make_unique<SpikeWatch>(settings.spikes, &registry, hop, context.post_event,
+                                          MonotonicSeconds());
+    context.spikes = spikes.get();
+    spike_timer.watch = spikes.get();
+    spike_timer.timer.reset(
+        event_new(loop.base(), -1, EV_PERSIST, &SpikeTimer::Fire, &spike_timer));
+    const timeval second = {1, 0};
+    event_add(spike_timer.timer.get(), &second);
   }
   SetMilterContext(&context);
   // libmilter waits for SIGTERM/SIGINT/SIGHUP with sigwait in its own thread; the event
@@ -441,6 +484,9 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", opts.metrics_listen,
                  "ADDR:PORT for /metrics, overrides milter.metrics_listen");
   app.set_version_flag("--version", std::string("mailpulse-milter ") + MAILPULSE_VERSION);
+  mailpulse::TopOptions top_options;
+  CLI::App* top = mailpulse::AddTopCommand(&app, &top_options);
   CLI11_PARSE(app, argc, argv);
+  if (top->parsed()) return mailpulse::RunTopCommand(top_options);
   return mailpulse::Run(opts);
 }

@@ -4,7 +4,9 @@
 #include <libmilter/mfdef.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -49,7 +51,32 @@ struct ConnectionState {
       : accounting(counters, classifier), inspector(policy) {}
   SessionAccounting accounting;
   ProbeInspector inspector;
+  // For the spike detector, per message: the login, the sender's domain and a sample of the
+  // accepted recipients' domains.
+  std::string login;
+  std::string sender_domain;
+  std::vector<std::string> recipient_domains;
 };
+
+constexpr std::size_t kRecipientDomainSample = 5;
+
+// "<Alice@Example.ORG>" (a MAIL or RCPT argument) -> "example.org"; "" without a domain.
+std::string DomainOf(std::string_view address) {
+  if (!address.empty() && address.front() == '<') address.remove_prefix(1);
+  if (const std::size_t end = address.find('>'); end != std::string_view::npos) {
+    address = address.substr(0, end);
+  }
+  const std::size_t at = address.rfind('@');
+  if (at == std::string_view::npos) return "";
+  std::string domain(address.substr(at + 1, 255));
+  for (char& c : domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return domain;
+}
+
+double MonotonicSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 ConnectionState* State(SMFICTX* ctx) { return static_cast<ConnectionState*>(smfi_getpriv(ctx)); }
 
@@ -154,15 +181,31 @@ extern "C" sfsistat OnHelo(SMFICTX* ctx, char* /*helo*/) noexcept {
   });
 }
 
-extern "C" sfsistat OnEnvFrom(SMFICTX* ctx, char** /*argv*/) noexcept {
-  return Guard("mail", [&] {
-    if (ConnectionState* state = State(ctx)) {
-      const std::string_view tls_version = Macro(ctx, "{tls_version}");
-      state->accounting.OnMail(Macro(ctx, "{auth_authen}"), tls_version);
-      state->inspector.OnMail(NowUnixMicros());
-      if (!tls_version.empty()) state->inspector.OnTls(true);
+extern "C" sfsistat OnEnvFrom(SMFICTX* ctx, char** argv) noexcept {
+  bool throttled = false;
+  const sfsistat answer = Guard("mail", [&] {
+    ConnectionState* state = State(ctx);
+    if (state == nullptr) return;
+    const std::string_view tls_version = Macro(ctx, "{tls_version}");
+    state->login = std::string(Macro(ctx, "{auth_authen}"));
+    state->accounting.OnMail(state->login, tls_version);
+    state->inspector.OnMail(NowUnixMicros());
+    if (!tls_version.empty()) state->inspector.OnTls(true);
+    state->sender_domain = argv != nullptr && argv[0] != nullptr ? DomainOf(argv[0]) : "";
+    state->recipient_domains.clear();
+    SpikeWatch* spikes = g_context->spikes;
+    if (spikes == nullptr || state->accounting.direction() != Direction::kOutbound) return;
+    if (std::optional<std::string> text =
+            spikes->Throttle(state->login, state->accounting.client_address(),
+                             state->sender_domain, MonotonicSeconds())) {
+      throttled = smfi_setreply(ctx, const_cast<char*>("451"), const_cast<char*>("4.7.1"),
+                                text->data()) == MI_SUCCESS;
+      MP_LOG_WARNING("milter: client=%s login=%s: throttled at MAIL: %s",
+                     state->accounting.client_address().c_str(),
+                     state->login.empty() ? "-" : state->login.c_str(), text->c_str());
     }
   });
+  return throttled ? SMFIS_TEMPFAIL : answer;
 }
 
 extern "C" sfsistat OnEnvRcpt(SMFICTX* ctx, char** argv) noexcept {
@@ -172,7 +215,16 @@ extern "C" sfsistat OnEnvRcpt(SMFICTX* ctx, char** argv) noexcept {
     SessionAccounting* s = &state->accounting;
     auto reject = s->OnRcpt(Macro(ctx, "{rcpt_mailer}"), Macro(ctx, "{rcpt_host}"),
                             Macro(ctx, "{rcpt_addr}"));
-    if (!reject && argv != nullptr && argv[0] != nullptr) state->inspector.OnRcpt(argv[0]);
+    if (!reject && argv != nullptr && argv[0] != nullptr) {
+      state->inspector.OnRcpt(argv[0]);
+      std::vector<std::string>& sample = state->recipient_domains;
+      if (sample.size() < kRecipientDomainSample) {
+        std::string domain = DomainOf(argv[0]);
+        if (!domain.empty() && std::find(sample.begin(), sample.end(), domain) == sample.end()) {
+          sample.push_back(std::move(domain));
+        }
+      }
+    }
     if (reject) {
       const std::string_view stage = RejectStageName(reject->stage);
       MP_LOG_DEBUG("milter: client=%s reject stage=%.*s status=%.*s", s->client_address().c_str(),
@@ -269,6 +321,18 @@ extern "C" sfsistat OnEndOfMessage(SMFICTX* ctx) noexcept {
     if (qid.empty()) qid = "NOQUEUE";
     ProbeVerdict verdict = state->inspector.OnEndOfMessage(NowUnixMicros(), qid);
     discard = ApplyProbeVerdict(ctx, qid, verdict);
+    // Mail handed to sendmail(1) is outbound too: a compromised web application sends that way.
+    if (g_context->spikes != nullptr &&
+        (m.direction == Direction::kOutbound || m.direction == Direction::kLocal)) {
+      OutboundMessage out;
+      out.sasl_login = state->login;
+      out.client_ip = s->client_address();
+      out.sender_domain = state->sender_domain;
+      out.recipients = static_cast<std::uint32_t>(std::min<std::uint64_t>(m.recipients, 1u << 30));
+      out.recipient_domains.assign(state->recipient_domains.begin(),
+                                   state->recipient_domains.end());
+      g_context->spikes->OnMessage(out, MonotonicSeconds());
+    }
     const std::string_view direction = DirectionName(m.direction);
     MP_LOG_INFO("%.*s: milter: direction=%.*s client=%s tls=%s auth=%s nrcpt=%llu size=%llu",
                 static_cast<int>(qid.size()), qid.data(), static_cast<int>(direction.size()),

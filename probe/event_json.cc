@@ -1,5 +1,8 @@
 #include "probe/event_json.h"
 
+#include <string>
+#include <vector>
+
 namespace mailpulse {
 namespace {
 
@@ -60,6 +63,23 @@ nlohmann::json ProbeResultJson(const proto::ProbeResult& p) {
           {"probe_id", p.probe_id()}};
 }
 
+nlohmann::json SpikeJson(const proto::OutboundSpike& s) {
+  return {{"source", s.source()},
+          {"started", s.started()},
+          {"key_kind", s.key_kind()},
+          {"key", s.key()},
+          {"messages_per_minute", s.messages_per_minute()},
+          {"recipients_per_minute", s.recipients_per_minute()},
+          {"baseline_messages_per_minute", s.baseline_messages_per_minute()},
+          {"baseline_recipients_per_minute", s.baseline_recipients_per_minute()},
+          {"recipient_domains", std::vector<std::string>(s.recipient_domains().begin(),
+                                                         s.recipient_domains().end())},
+          {"time_unix_us", s.time_unix_us()},
+          {"since_unix_us", s.since_unix_us()},
+          {"duration_seconds", s.duration_seconds()},
+          {"messages", s.messages()}};
+}
+
 }  // namespace
 
 nlohmann::json EventJson(const std::string& peer, const proto::Event& event) {
@@ -68,6 +88,8 @@ nlohmann::json EventJson(const std::string& peer, const proto::Event& event) {
     j["traffic_snapshot"] = SnapshotJson(event.traffic_snapshot());
   } else if (event.has_probe_result()) {
     j["probe_result"] = ProbeResultJson(event.probe_result());
+  } else if (event.has_outbound_spike()) {
+    j["outbound_spike"] = SpikeJson(event.outbound_spike());
   } else {
     j["unknown"] = true;
   }

@@ -54,6 +54,8 @@ const char* EventKind(const proto::Event& event) {
       return "probe_bounce";
     case proto::Event::kPeerHello:
       return "peer_hello";
+    case proto::Event::kOutboundSpike:
+      return "outbound_spike";
     default:
       return "unknown";
   }

@@ -1,52 +1,14 @@
 #include "probe/trace_command.h"
 
-#include <event2/buffer.h>
-#include <event2/http.h>
-
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <ctime>
 
 #include "shared/endpoint.h"
-#include "shared/libevent_ptr.h"
+#include "shared/net/http_get.h"
 
 namespace mailpulse {
 namespace {
-
-struct Fetch {
-  int status = 0;  // HTTP status, 0: no answer
-  std::string body;
-  EventBasePtr base;
-};
-
-void OnResponse(evhttp_request* req, void* arg) noexcept {
-  auto* fetch = static_cast<Fetch*>(arg);
-  if (req != nullptr) {
-    fetch->status = evhttp_request_get_response_code(req);
-    evbuffer* in = evhttp_request_get_input_buffer(req);
-    const std::size_t n = evbuffer_get_length(in);
-    fetch->body.resize(n);
-    evbuffer_remove(in, fetch->body.data(), n);
-  }
-  event_base_loopbreak(fetch->base.get());
-}
-
-// GET http://host:port/path with a 10 s timeout.
-Fetch Get(const Endpoint& where, const std::string& path) {
-  Fetch fetch;
-  fetch.base.reset(event_base_new());
-  evhttp_connection* conn =
-      evhttp_connection_base_new(fetch.base.get(), nullptr, where.host.c_str(), where.port);
-  if (conn == nullptr) return fetch;
-  evhttp_connection_set_timeout(conn, 10);
-  evhttp_request* req = evhttp_request_new(&OnResponse, &fetch);
-  evhttp_add_header(evhttp_request_get_output_headers(req), "Host", where.host.c_str());
-  if (evhttp_make_request(conn, req, EVHTTP_REQ_GET, path.c_str()) == 0) {
-    event_base_dispatch(fetch.base.get());
-  }
-  evhttp_connection_free(conn);
-  return fetch;
-}
 
 std::string Utc(std::int64_t unix_us) {
   const auto t = static_cast<std::time_t>(unix_us / 1000000);
@@ -121,7 +83,7 @@ int RunTraceCommand(const TraceOptions& o) {
     std::fprintf(stderr, "mailpulse-probe trace: --url: expected HOST:PORT\n");
     return 2;
   }
-  const Fetch fetch = Get(*where, o.id.empty() ? "/journeys" : "/journeys/" + o.id);
+  const HttpResponse fetch = HttpGet(*where, o.id.empty() ? "/journeys" : "/journeys/" + o.id);
   if (fetch.status == 404) {
     std::fprintf(stderr, "mailpulse-probe trace: no journey %s\n", o.id.c_str());
     return 1;

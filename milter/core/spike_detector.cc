@@ -83,15 +83,23 @@ class SpikeDetector::KeyTable {
       return;
     }
     Renormalize(now);
+    // The baseline is fed what leaks out of the short window (a cascade of the two decays), so
+    // the seconds the short rate is judged on are not yet part of the baseline it is judged
+    // against. The leak happened within about one short window after the last update: weigh
+    // it as of then.
     const double decay = std::exp(-(now - e->short_time) / s_.short_window_seconds);
+    const double leaked_messages = e->short_messages * (1 - decay);
+    const double leaked_recipients = e->short_recipients * (1 - decay);
+    const double leaked_at = std::min(now, e->short_time + s_.short_window_seconds);
     e->short_messages = e->short_messages * decay + 1;
     e->short_recipients = e->short_recipients * decay + m.recipients;
     e->short_time = now;
-    const double forward = std::exp((now - landmark_) / s_.baseline_seconds);
-    e->score += forward;
+    e->score += Forward(now);
     if (!Spiking(*e)) {  // a flood must not become the normal it is measured against
-      e->long_messages += forward;
-      e->long_recipients += forward * m.recipients;
+      const double forward =
+          leaked_at == now ? Forward(now) : std::exp((leaked_at - landmark_) / s_.baseline_seconds);
+      e->long_messages += forward * leaked_messages;
+      e->long_recipients += forward * leaked_recipients;
     } else {
       ++e->spike_messages;
     }
@@ -116,14 +124,10 @@ class SpikeDetector::KeyTable {
   Rates RatesAt(const Entry& e, double now) const {
     Rates r;
     const double short_decay =
-        std::exp(-std::max(0.0, now - e.short_time) / s_.short_window_seconds);
+        now <= e.short_time ? 1 : std::exp(-(now - e.short_time) / s_.short_window_seconds);
     r.messages = e.short_messages * short_decay / s_.short_window_seconds * 60;
     r.recipients = e.short_recipients * short_decay / s_.short_window_seconds * 60;
-    // A decayed count of a constant rate r since start is r·τ·(1 - e^{-age/τ}): divide that out.
-    const double tau = s_.baseline_seconds;
-    const double warmth =
-        std::max(1 - std::exp(-(now - start_) / tau), s_.short_window_seconds / tau);
-    const double back = std::exp(-(now - landmark_) / tau) / (tau * warmth) * 60;
+    const double back = Back(now);
     r.baseline_messages = e.long_messages * back;
     r.baseline_recipients = e.long_recipients * back;
     return r;
@@ -172,6 +176,29 @@ class SpikeDetector::KeyTable {
   }
 
  private:
+  // e^{(now-L)/τ}, the forward-decay weight of a count made now; cached for the last `now`,
+  // since one message asks for it several times.
+  double Forward(double now) const {
+    if (now != forward_now_) {
+      forward_now_ = now;
+      forward_ = std::exp((now - landmark_) / s_.baseline_seconds);
+    }
+    return forward_;
+  }
+
+  // From forward-decayed counts to a rate per minute: back to `now`, and the bias correction
+  // (a decayed count of a constant rate r since start is r·τ·(1 - e^{-age/τ})). Cached too.
+  double Back(double now) const {
+    if (now != back_now_) {
+      const double tau = s_.baseline_seconds;
+      const double warmth =
+          std::max(1 - std::exp(-(now - start_) / tau), s_.short_window_seconds / tau);
+      back_now_ = now;
+      back_ = 60 / (Forward(now) * tau * warmth);
+    }
+    return back_;
+  }
+
   Entry* FindOrInsert(std::string_view key) {
     if (auto it = map_.find(key); it != map_.end()) return &it->second;
     double inherited = 0;
@@ -297,6 +324,7 @@ class SpikeDetector::KeyTable {
     rescale(total_);
     for (auto& [key, e] : map_) rescale(e);
     landmark_ = now;
+    forward_now_ = back_now_ = -1;  // the cached factors were for the old landmark
   }
 
   // A binary min-heap on score; each entry knows its index.
@@ -349,6 +377,8 @@ class SpikeDetector::KeyTable {
   const SpikeSettings& s_;
   double start_;
   double landmark_;
+  mutable double forward_now_ = -1, forward_ = 1;
+  mutable double back_now_ = -1, back_ = 0;
   std::unordered_map<std::string, Entry, StringHash, std::equal_to<>> map_;
   Entry total_;  // the one entry of the total
   std::vector<Entry*> heap_;

@@ -828,18 +828,21 @@ class MilterProcess(Component):
 
 class MailSystem(Component):
     """The usual assembly in one work dir: smtp-sink, then (optionally) the milter, Postfix
-    with submission (587) and submissions (465) listeners, then Dovecot for SASL; stopped in
-    reverse order. Postfix keyword overrides go to main.cf."""
+    with submission (587) and submissions (465) listeners, then Dovecot for SASL (its users
+    {login: password}, default SASL_USER); stopped in reverse order. Postfix keyword overrides
+    go to main.cf."""
 
     def __init__(self, workdir: Path, *, milter: bool = False, dovecot: bool = True,
-                 milter_args: dict | None = None, **postfix_overrides: str):
+                 milter_args: dict | None = None, dovecot_users: dict | None = None,
+                 **postfix_overrides: str):
         self.workdir = workdir
         self.sink = SmtpSink(workdir)
         self.milter = MilterProcess(workdir, **(milter_args or {})) if milter else None
         self.postfix = PostfixInstance(
             workdir, sink_port=self.sink.port, submission=dovecot, submissions=dovecot,
             milter=self.milter.address if self.milter else None, **postfix_overrides)
-        self.dovecot = DovecotInstance(workdir, self.postfix) if dovecot else None
+        self.dovecot = (DovecotInstance(workdir, self.postfix, users=dovecot_users)
+                        if dovecot else None)
         self._stack = contextlib.ExitStack()
 
     def start(self) -> "MailSystem":

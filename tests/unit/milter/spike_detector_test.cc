@@ -323,6 +323,23 @@ TEST(SpikeDetectorTest, ASpikeEndsOnlyAfterStayingLowForTheEndHold) {
   EXPECT_GT(ended->t, 700 + s.end_hold_seconds);
 }
 
+TEST(SpikeDetectorTest, AFloodSoonAfterTheStartIsNotItsOwnBaseline) {
+  // The baseline takes what leaks out of the short window: 60 messages in 4 s, 30 s after
+  // the start (and no learning period), are a spike, not the normal of a young detector.
+  SpikeSettings s;
+  s.learning_seconds = 0;
+  SpikeDetector d(s, 0);
+  OutboundMessage m;
+  m.sasl_login = "flood@example.org";
+  bool started = false;
+  for (int i = 0; i < 60 && !started; ++i) {
+    d.OnMessage(m, 30 + i / 15.0);
+    d.Tick(30 + i / 15.0);
+    for (const SpikeEvent& e : d.TakeEvents()) started |= e.kind == KeyKind::kSaslLogin;
+  }
+  EXPECT_TRUE(started);
+}
+
 TEST(SpikeDetectorTest, NothingStartsWhileLearning) {
   SpikeSettings s;
   s.learning_seconds = 300;
