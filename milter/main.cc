@@ -66,8 +66,7 @@ std::int64_t NowUnixMicros() {
 }
 
 double MonotonicSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // Everything the config must make sense of before the daemon starts, checked in one place so
@@ -112,8 +111,7 @@ StatusOr<Settings> Validate(const Config& config) {
   StatusOr<ClientClassifier> classifier =
       ClientClassifier::Create(config.GetStringList("milter.trusted_networks"));
   if (!classifier.ok()) return fail("milter.trusted_networks", classifier.status());
-  Settings s{*socket,       std::nullopt, std::nullopt, {}, std::nullopt, std::move(*classifier),
-             {}};
+  Settings s{*socket, std::nullopt, std::nullopt, {}, std::nullopt, std::move(*classifier), {}};
   if (const std::string& m = config.GetString("milter.metrics_listen"); !m.empty()) {
     StatusOr<Endpoint> e = ParseEndpoint(m);
     if (!e.ok()) return fail("milter.metrics_listen", e.status());
@@ -356,8 +354,8 @@ int Serve(const Config& config, const Settings& settings, bool foreground) {
       if (path != "/top" || !spikes) return std::nullopt;
       return spikes->TopJson(20, MonotonicSeconds());
     };
-    auto h = MetricsHttpServer::Create(loop.base(), *settings.metrics_listen, &registry, nullptr,
-                                       top);
+    auto h =
+        MetricsHttpServer::Create(loop.base(), *settings.metrics_listen, &registry, nullptr, top);
     if (!h.ok()) {
       MP_LOG_ERROR("metrics: %s", h.status().message().c_str());
       return 1;

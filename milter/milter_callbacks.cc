@@ -74,8 +74,7 @@ std::string DomainOf(std::string_view address) {
 }
 
 double MonotonicSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 ConnectionState* State(SMFICTX* ctx) { return static_cast<ConnectionState*>(smfi_getpriv(ctx)); }
@@ -196,8 +195,8 @@ extern "C" sfsistat OnEnvFrom(SMFICTX* ctx, char** argv) noexcept {
     SpikeWatch* spikes = g_context->spikes;
     if (spikes == nullptr || state->accounting.direction() != Direction::kOutbound) return;
     if (std::optional<std::string> text =
-            spikes->Throttle(state->login, state->accounting.client_address(),
-                             state->sender_domain, MonotonicSeconds())) {
+            spikes->Throttle(state->login, state->accounting.client_address(), state->sender_domain,
+                             MonotonicSeconds())) {
       throttled = smfi_setreply(ctx, const_cast<char*>("451"), const_cast<char*>("4.7.1"),
                                 text->data()) == MI_SUCCESS;
       MP_LOG_WARNING("milter: client=%s login=%s: throttled at MAIL: %s",

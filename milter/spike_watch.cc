@@ -71,11 +71,9 @@ StatusOr<SpikeWatchSettings> SpikeWatchSettingsFrom(const Config& config) {
   double end_percent = 50, max_keys = 0;
   for (const Number& n :
        {Number{"milter.spike_min_messages_per_minute", &s.min_messages_per_minute, 1, 1000000},
-        Number{"milter.spike_min_recipients_per_minute", &s.min_recipients_per_minute, 1,
-               10000000},
+        Number{"milter.spike_min_recipients_per_minute", &s.min_recipients_per_minute, 1, 10000000},
         Number{"milter.spike_factor", &s.factor, 2, 1000},
-        Number{"milter.spike_floor_messages_per_minute", &s.floor_messages_per_minute, 0,
-               1000000},
+        Number{"milter.spike_floor_messages_per_minute", &s.floor_messages_per_minute, 0, 1000000},
         Number{"milter.spike_floor_recipients_per_minute", &s.floor_recipients_per_minute, 0,
                10000000},
         Number{"milter.spike_end_percent", &end_percent, 1, 99},
@@ -150,7 +148,7 @@ std::optional<std::string> SpikeWatch::Throttle(std::string_view sasl_login,
     std::snprintf(text, sizeof text,
                   "Too much mail from %s %.*s (%.0f messages a minute, limit %.0f); try again "
                   "later",
-                  kind == KeyKind::kSaslLogin ? "login"
+                  kind == KeyKind::kSaslLogin  ? "login"
                   : kind == KeyKind::kClientIp ? "address"
                                                : "sender domain",
                   static_cast<int>(key.size()), key.data(), rate, throttle_.messages_per_minute);
@@ -176,7 +174,8 @@ void SpikeWatch::Tick(double now, std::int64_t now_unix_us) {
   for (KeyKind k : kKeyKinds) {
     active_.WithLabels({Label(k)}).Set(static_cast<double>(spiking[static_cast<std::size_t>(k)]));
     if (k != KeyKind::kTotal) {
-      tracked_.WithLabels({Label(k)}).Set(static_cast<double>(tracked[static_cast<std::size_t>(k)]));
+      tracked_.WithLabels({Label(k)})
+          .Set(static_cast<double>(tracked[static_cast<std::size_t>(k)]));
     }
   }
 }
@@ -236,9 +235,8 @@ std::string SpikeWatch::TopJson(std::size_t n, double now) const {
     }
     nlohmann::json rows = nlohmann::json::array();
     for (const KeyRate& r : detector_.Top(k, n, now)) rows.push_back(row(r));
-    out[Label(k)] = {{"tracked", detector_.tracked(k)},
-                     {"evicted", detector_.evicted(k)},
-                     {"top", rows}};
+    out[Label(k)] = {
+        {"tracked", detector_.tracked(k)}, {"evicted", detector_.evicted(k)}, {"top", rows}};
   }
   return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

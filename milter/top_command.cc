@@ -11,12 +11,11 @@ namespace {
 
 std::string Row(const char* kind, const nlohmann::json& r) {
   char line[512];
-  std::snprintf(line, sizeof line, "  %-14s %-40s %9.1f %9.1f %9.1f %9.1f%s\n", kind,
-                r.value("key", std::string()).substr(0, 40).c_str(),
-                r.value("messages_per_minute", 0.0), r.value("baseline_messages_per_minute", 0.0),
-                r.value("recipients_per_minute", 0.0),
-                r.value("baseline_recipients_per_minute", 0.0),
-                r.value("spiking", false) ? "  SPIKE" : "");
+  std::snprintf(
+      line, sizeof line, "  %-14s %-40s %9.1f %9.1f %9.1f %9.1f%s\n", kind,
+      r.value("key", std::string()).substr(0, 40).c_str(), r.value("messages_per_minute", 0.0),
+      r.value("baseline_messages_per_minute", 0.0), r.value("recipients_per_minute", 0.0),
+      r.value("baseline_recipients_per_minute", 0.0), r.value("spiking", false) ? "  SPIKE" : "");
   return line;
 }
 

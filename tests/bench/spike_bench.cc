@@ -72,8 +72,7 @@ void BM_SpikeDetectorPerMessage(benchmark::State& state) {
       benchmark::DoNotOptimize(d.TakeEvents());
     }
   }
-  state.counters["tracked_per_kind"] =
-      static_cast<double>(d.tracked(KeyKind::kSenderDomain));
+  state.counters["tracked_per_kind"] = static_cast<double>(d.tracked(KeyKind::kSenderDomain));
   state.counters["detector_bytes"] = static_cast<double>(d.ApproxBytes());
   state.counters["rss_growth_bytes"] = static_cast<double>(RssBytes() - rss_before);
   state.SetItemsProcessed(state.iterations());
