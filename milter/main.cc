@@ -28,6 +28,7 @@
 #include "milter/milter_callbacks.h"
 #include "milter/spike_watch.h"
 #include "milter/top_command.h"
+#include "shared/clock.h"
 #include "shared/config.h"
 #include "shared/endpoint.h"
 #include "shared/frame_codec.h"
@@ -58,16 +59,6 @@ struct Options {
   std::string socket;
   std::string metrics_listen;
 };
-
-std::int64_t NowUnixMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-double MonotonicSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // Everything the config must make sense of before the daemon starts, checked in one place so
 // --check-config and start-up agree.
@@ -176,7 +167,7 @@ struct SnapshotTimer {
       snap->set_source(t->source);
       snap->set_events_dropped(t->events_dropped->Value());
       snap->set_start_unix_us(t->start_us);
-      snap->set_time_unix_us(NowUnixMicros());
+      snap->set_time_unix_us(UnixMicros());
       std::string frame;
       AppendEventFrame(event, &frame);
       t->sender->Enqueue(std::move(frame));
@@ -193,7 +184,7 @@ struct SpikeTimer {
 
   static void Fire(evutil_socket_t, short, void* self) noexcept {
     try {
-      static_cast<SpikeTimer*>(self)->watch->Tick(MonotonicSeconds(), NowUnixMicros());
+      static_cast<SpikeTimer*>(self)->watch->Tick(MonotonicSeconds(), UnixMicros());
     } catch (...) {
       MP_LOG_ERROR("spike detection: could not evaluate the outbound rates");
     }
@@ -221,7 +212,7 @@ ProcessMetrics RegisterProcessMetrics(MetricsRegistry* registry, const std::stri
       .Set(1);
   registry->AddGauge("mailpulse_milter_start_time_seconds", "Unix time the milter started.")
       .WithLabels({})
-      .Set(static_cast<double>(NowUnixMicros()) / 1e6);
+      .Set(static_cast<double>(UnixMicros()) / 1e6);
   return {
       &registry
            ->AddCounter("mailpulse_milter_events_dropped_total",
@@ -374,8 +365,7 @@ int Serve(const Config& config, const Settings& settings, bool foreground) {
   }
   std::unique_ptr<EventSender> sender;
   std::unique_ptr<EventOutbox> outbox;
-  SnapshotTimer snapshots{&counters, process.events_dropped, nullptr,
-                          hop,       NowUnixMicros(),        nullptr};
+  SnapshotTimer snapshots{&counters, process.events_dropped, nullptr, hop, UnixMicros(), nullptr};
   if (settings.event_socket) {
     EventSenderOptions options = settings.event_options;
     options.hello_name = hop;

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "milter/core/session_accounting.h"
+#include "shared/clock.h"
 #include "shared/frame_codec.h"
 #include "shared/logging.h"
 
@@ -73,20 +74,10 @@ std::string DomainOf(std::string_view address) {
   return domain;
 }
 
-double MonotonicSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 ConnectionState* State(SMFICTX* ctx) { return static_cast<ConnectionState*>(smfi_getpriv(ctx)); }
 
 bool ProbesOn() {
   return g_context != nullptr && g_context->probe != nullptr && g_context->probe->key != nullptr;
-}
-
-std::int64_t NowUnixMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 // The policy the inspector gets: with probe handling off, one whose key is null.
@@ -164,7 +155,7 @@ extern "C" sfsistat OnConnect(SMFICTX* ctx, char* /*hostname*/, _SOCK_ADDR* addr
     auto state =
         std::make_unique<ConnectionState>(g_context->counters, g_context->classifier, Policy());
     state->accounting.OnConnect(EndpointFrom(addr));
-    state->inspector.OnConnect(NowUnixMicros(), state->accounting.client_address());
+    state->inspector.OnConnect(UnixMicros(), state->accounting.client_address());
     // The one owning hand-off to libmilter; reclaimed in OnClose.
     if (smfi_setpriv(ctx, state.get()) == MI_SUCCESS) state.release();
   });
@@ -188,7 +179,7 @@ extern "C" sfsistat OnEnvFrom(SMFICTX* ctx, char** argv) noexcept {
     const std::string_view tls_version = Macro(ctx, "{tls_version}");
     state->login = std::string(Macro(ctx, "{auth_authen}"));
     state->accounting.OnMail(state->login, tls_version);
-    state->inspector.OnMail(NowUnixMicros());
+    state->inspector.OnMail(UnixMicros());
     if (!tls_version.empty()) state->inspector.OnTls(true);
     state->sender_domain = argv != nullptr && argv[0] != nullptr ? DomainOf(argv[0]) : "";
     state->recipient_domains.clear();
@@ -318,7 +309,7 @@ extern "C" sfsistat OnEndOfMessage(SMFICTX* ctx) noexcept {
     const MessageSummary m = s->OnEndOfMessage();
     std::string_view qid = Macro(ctx, "i");
     if (qid.empty()) qid = "NOQUEUE";
-    ProbeVerdict verdict = state->inspector.OnEndOfMessage(NowUnixMicros(), qid);
+    ProbeVerdict verdict = state->inspector.OnEndOfMessage(UnixMicros(), qid);
     discard = ApplyProbeVerdict(ctx, qid, verdict);
     // Mail handed to sendmail(1) is outbound too: a compromised web application sends that way.
     if (g_context->spikes != nullptr &&

@@ -135,14 +135,19 @@ std::optional<std::string> SpikeWatch::Throttle(std::string_view sasl_login,
   const std::pair<KeyKind, std::string_view> keys[] = {{KeyKind::kSaslLogin, sasl_login},
                                                        {KeyKind::kClientIp, client_ip},
                                                        {KeyKind::kSenderDomain, sender_domain}};
-  for (const auto& [kind, key] : keys) {
-    if (key.empty() || throttle_.allow.count(key) != 0) continue;
-    double rate = 0;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      rate = detector_.MessagesPerMinute(kind, key, now);
+  double rates[3] = {};
+  {
+    std::lock_guard<std::mutex> lock(mu_);  // once for the three lookups
+    for (std::size_t i = 0; i < 3; ++i) {
+      const auto& [kind, key] = keys[i];
+      if (!key.empty()) rates[i] = detector_.MessagesPerMinute(kind, key, now);
     }
-    if (rate < throttle_.messages_per_minute) continue;
+  }
+  for (std::size_t i = 0; i < 3; ++i) {
+    const auto& [kind, key] = keys[i];
+    const double rate = rates[i];
+    if (key.empty() || rate < throttle_.messages_per_minute) continue;
+    if (throttle_.allow.count(key) != 0) continue;
     throttled_.WithLabels({Label(kind)}).Inc();
     char text[256];
     std::snprintf(text, sizeof text,

@@ -19,6 +19,7 @@
 #include "probe/resolver.h"
 #include "probe/roundtrip_tracker.h"
 #include "probe/tls_client.h"
+#include "shared/clock.h"
 #include "shared/frame_codec.h"
 #include "shared/libevent_ptr.h"
 #include "shared/logging.h"
@@ -31,16 +32,6 @@ namespace {
 
 // Probe results held while probe.report_to is unreachable; older ones are dropped and counted.
 constexpr std::size_t kReportQueueSize = 1024;
-
-double MonotonicSeconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-std::int64_t UnixMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 const char* EventKind(const proto::Event& event) {
   switch (event.kind_case()) {

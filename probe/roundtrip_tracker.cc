@@ -4,17 +4,12 @@
 #include <exception>
 #include <utility>
 
+#include "shared/clock.h"
 #include "shared/logging.h"
 #include "shared/probe_token.h"
 
 namespace mailpulse {
 namespace {
-
-std::int64_t UnixMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 template <typename F>
 void Guarded(const char* what, F&& f) noexcept {
