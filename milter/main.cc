@@ -26,6 +26,7 @@
 #include "milter/core/traffic_counters.h"
 #include "milter/listen_socket.h"
 #include "milter/milter_callbacks.h"
+#include "milter/queue_watch.h"
 #include "milter/spike_watch.h"
 #include "milter/top_command.h"
 #include "shared/clock.h"
@@ -70,6 +71,7 @@ struct Settings {
   std::optional<ProbeKey> probe_key;  // read while still root
   ClientClassifier classifier;
   SpikeWatchSettings spikes;
+  QueueWatchSettings queues;
 };
 
 // The TLS side of a tls:HOST:PORT event socket: the token to present and how to verify the
@@ -102,7 +104,7 @@ StatusOr<Settings> Validate(const Config& config) {
   StatusOr<ClientClassifier> classifier =
       ClientClassifier::Create(config.GetStringList("milter.trusted_networks"));
   if (!classifier.ok()) return fail("milter.trusted_networks", classifier.status());
-  Settings s{*socket, std::nullopt, std::nullopt, {}, std::nullopt, std::move(*classifier), {}};
+  Settings s{*socket, std::nullopt, std::nullopt, {}, std::nullopt, std::move(*classifier), {}, {}};
   if (const std::string& m = config.GetString("milter.metrics_listen"); !m.empty()) {
     StatusOr<Endpoint> e = ParseEndpoint(m);
     if (!e.ok()) return fail("milter.metrics_listen", e.status());
@@ -122,6 +124,9 @@ StatusOr<Settings> Validate(const Config& config) {
   StatusOr<SpikeWatchSettings> spikes = SpikeWatchSettingsFrom(config);
   if (!spikes.ok()) return spikes.status();
   s.spikes = std::move(*spikes);
+  StatusOr<QueueWatchSettings> queues = QueueWatchSettingsFrom(config);
+  if (!queues.ok()) return queues.status();
+  s.queues = std::move(*queues);
   if (config.GetSeconds("milter.snapshot_interval") <= 0) {
     return fail("milter.snapshot_interval", Status::Error("must be positive"));
   }
@@ -392,6 +397,9 @@ int Serve(const Config& config, const Settings& settings, bool foreground) {
     const timeval second = {1, 0};
     event_add(spike_timer.timer.get(), &second);
   }
+  // After daemon(): a thread does not survive the fork.
+  QueueWatch queues(settings.queues, &registry);
+  if (!queues.empty()) queues.Start();
   SetMilterContext(&context);
   // libmilter waits for SIGTERM/SIGINT/SIGHUP with sigwait in its own thread; the event
   // thread must not take them first (their default action would kill the process).

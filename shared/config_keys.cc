@@ -93,6 +93,17 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "The hard per-key limit of throttling, over the short window."},
       {"milter.throttle_allow", ConfigType::kStringList, "[]", false,
        "Logins, client addresses and sender domains that are never throttled."},
+      {"milter.queue_watch", ConfigType::kBool, "true", false,
+       "Count the MTA's queues by walking their directories (mailpulse_queue_* metrics). The "
+       "daemon must be able to read them: see the operator guide."},
+      {"milter.queue_interval", ConfigType::kDuration, R"("15s")", false,
+       "How often the queues are walked (at least 1s)."},
+      {"milter.postfix_queue_directory", ConfigType::kString, R"("/var/spool/postfix")", false,
+       "Postfix's queue_directory (postconf -h queue_directory). Empty: not watched; the "
+       "default path, when absent, is skipped."},
+      {"milter.sendmail_queue_directory", ConfigType::kString, R"("/var/spool/mqueue")", false,
+       "Sendmail's QueueDirectory (its qf files, or those of its qf/ subdirectory). Empty: not "
+       "watched; the default path, when absent, is skipped."},
       {"milter.snapshot_interval", ConfigType::kDuration, "5", false,
        "How often a traffic snapshot is sent to the event socket."},
       {"milter.event_queue_size", ConfigType::kInt, "256", false,

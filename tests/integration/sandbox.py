@@ -744,11 +744,14 @@ class MilterProcess(Component):
     """mailpulse-milter in the foreground, configured by a file it is given (or, with
     use_config=False, by --socket/--metrics-listen flags): socket `socket_path` (Postfix
     address: `address`), /metrics on `metrics_port`, stderr captured to `stderr_path`.
-    Started as root, it binds the 0660 socket with group postfix and then becomes nobody."""
+    Started as root, it binds the 0660 socket with group postfix and then becomes `user`
+    (nobody). It watches the Postfix queue at `queue_directory` only when given one (never the
+    host's own)."""
 
     def __init__(self, workdir: Path, binary: Path | None = None, *, use_config: bool = True,
                  trusted_networks: Iterable[str] = (f"{TRUSTED_CLIENT}/32",),
-                 hop_name: str = "mx1", extra_config: str = "", args: Iterable[str] = ()):
+                 hop_name: str = "mx1", extra_config: str = "", args: Iterable[str] = (),
+                 user: str = "nobody", queue_directory: Path | str = ""):
         self.dir = workdir / "milter"
         self.binary = Path(binary or milter_binary())
         self.socket_path = self.dir / "milter.sock"
@@ -757,14 +760,17 @@ class MilterProcess(Component):
         self.config_path, self.stderr_path = self.dir / "milter.toml", self.dir / "milter.stderr"
         self.use_config, self.args, self.extra_config = use_config, list(args), extra_config
         self.trusted, self.hop_name = list(trusted_networks), hop_name
+        self.user, self.queue_directory = user, queue_directory
         self.proc: subprocess.Popen | None = None
 
     def config(self) -> str:
         nets = ", ".join(f'"{n}"' for n in self.trusted)
         return (f'[log]\ntarget = "stderr"\nlevel = "info"\n\n'
                 f'[milter]\nsocket = "{self.address}"\nsocket_group = "postfix"\n'
-                f'user = "nobody"\nmetrics_listen = "127.0.0.1:{self.metrics_port}"\n'
+                f'user = "{self.user}"\nmetrics_listen = "127.0.0.1:{self.metrics_port}"\n'
                 f'trusted_networks = [{nets}]\nhop_name = "{self.hop_name}"\n'
+                f'postfix_queue_directory = "{self.queue_directory}"\n'
+                f'sendmail_queue_directory = ""\n'
                 f"{self.extra_config}")
 
     def start(self) -> "MilterProcess":
