@@ -398,7 +398,7 @@ int Serve(const Config& config, const Settings& settings, bool foreground) {
     event_add(spike_timer.timer.get(), &second);
   }
   // After daemon(): a thread does not survive the fork.
-  QueueWatch queues(settings.queues, &registry);
+  QueueWatch queues(settings.queues, &registry, hop, context.post_event);
   if (!queues.empty()) queues.Start();
   SetMilterContext(&context);
   // libmilter waits for SIGTERM/SIGINT/SIGHUP with sigwait in its own thread; the event

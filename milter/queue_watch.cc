@@ -5,9 +5,12 @@
 
 #include <cerrno>
 #include <chrono>
+#include <utility>
 
 #include "shared/clock.h"
+#include "shared/frame_codec.h"
 #include "shared/logging.h"
+#include "shared/proto/event.pb.h"
 
 namespace mailpulse {
 namespace {
@@ -44,8 +47,11 @@ StatusOr<QueueWatchSettings> QueueWatchSettingsFrom(const Config& config) {
   return s;
 }
 
-QueueWatch::QueueWatch(const QueueWatchSettings& settings, MetricsRegistry* registry)
+QueueWatch::QueueWatch(const QueueWatchSettings& settings, MetricsRegistry* registry,
+                       std::string source, PostEvent post_event)
     : interval_seconds_(settings.interval_seconds),
+      source_(std::move(source)),
+      post_event_(std::move(post_event)),
       messages_(registry->AddGauge("mailpulse_queue_messages",
                                    "Messages in each queue of the MTA, by directory walk.",
                                    {"mta", "queue"})),
@@ -108,7 +114,32 @@ void QueueWatch::ScanAll() {
     const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
     LogTransition(scanners_[i], scan, i);
     Publish(scanners_[i], scan, took.count());
+    if (post_event_) Report(scanners_[i], scan);
   }
+}
+
+void QueueWatch::Report(const QueueScanner& scanner, const QueueScan& scan) {
+  proto::Event event;
+  proto::QueueStatus* q = event.mutable_queue_status();
+  q->set_source(source_);
+  q->set_mta(std::string(MtaName(scanner.kind())));
+  q->set_ok(scan.ok);
+  q->set_error(scan.error);
+  const std::int64_t now_us = UnixMicros();
+  for (const QueueCount& c : scan.queues) {
+    proto::QueueCount* out = q->add_queues();
+    out->set_queue(c.queue);
+    out->set_messages(c.messages);
+    out->set_oldest_age_seconds(c.messages == 0 ? 0
+                                                : static_cast<double>(now_us) / 1e6 -
+                                                      static_cast<double>(c.oldest_arrival));
+  }
+  q->set_free_bytes(scan.free_bytes);
+  q->set_free_inodes(scan.free_inodes);
+  q->set_time_unix_us(now_us);
+  std::string frame;
+  AppendEventFrame(event, &frame);
+  post_event_(std::move(frame));
 }
 
 void QueueWatch::Publish(const QueueScanner& scanner, const QueueScan& scan, double seconds) {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -40,7 +41,11 @@ class QueueWatch {
  public:
   // Watches each directory of `settings` that exists or was configured explicitly (a default
   // path that is absent means that MTA is not installed; it is logged and left out).
-  QueueWatch(const QueueWatchSettings& settings, MetricsRegistry* registry);
+  // After each scan a QueueStatus event (named `source`) goes to `post_event`, if set; it is
+  // called on the watch's thread.
+  using PostEvent = std::function<void(std::string frame)>;
+  QueueWatch(const QueueWatchSettings& settings, MetricsRegistry* registry, std::string source,
+             PostEvent post_event);
   ~QueueWatch();  // stops and joins the thread
 
   bool empty() const { return scanners_.empty(); }
@@ -49,9 +54,12 @@ class QueueWatch {
 
  private:
   void Publish(const QueueScanner& scanner, const QueueScan& scan, double seconds);
+  void Report(const QueueScanner& scanner, const QueueScan& scan);
   void LogTransition(const QueueScanner& scanner, const QueueScan& scan, std::size_t index);
 
   double interval_seconds_;
+  std::string source_;
+  PostEvent post_event_;
   std::vector<QueueScanner> scanners_;
   // Per scanner, the last error ("" when it read everything), to log only changes.
   std::vector<std::optional<std::string>> last_error_;

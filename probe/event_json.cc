@@ -80,6 +80,22 @@ nlohmann::json SpikeJson(const proto::OutboundSpike& s) {
           {"messages", s.messages()}};
 }
 
+nlohmann::json QueueJson(const proto::QueueStatus& q) {
+  nlohmann::json queues = nlohmann::json::object();
+  for (const proto::QueueCount& c : q.queues()) {
+    queues[c.queue()] = {{"messages", c.messages()},
+                         {"oldest_age_seconds", c.oldest_age_seconds()}};
+  }
+  return {{"source", q.source()},
+          {"mta", q.mta()},
+          {"ok", q.ok()},
+          {"error", q.error()},
+          {"queues", queues},
+          {"free_bytes", q.free_bytes()},
+          {"free_inodes", q.free_inodes()},
+          {"time_unix_us", q.time_unix_us()}};
+}
+
 }  // namespace
 
 nlohmann::json EventJson(const std::string& peer, const proto::Event& event) {
@@ -90,6 +106,8 @@ nlohmann::json EventJson(const std::string& peer, const proto::Event& event) {
     j["probe_result"] = ProbeResultJson(event.probe_result());
   } else if (event.has_outbound_spike()) {
     j["outbound_spike"] = SpikeJson(event.outbound_spike());
+  } else if (event.has_queue_status()) {
+    j["queue_status"] = QueueJson(event.queue_status());
   } else {
     j["unknown"] = true;
   }

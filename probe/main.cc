@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "probe/alerts_command.h"
 #include "probe/check_command.h"
 #include "probe/event_json.h"
 #include "probe/event_server.h"
@@ -234,6 +235,8 @@ int main(int argc, char** argv) {
   CLI::App* keygen = mailpulse::AddKeygenCommand(&app, &key_path);
   mailpulse::TraceOptions trace_options;
   CLI::App* trace = mailpulse::AddTraceCommand(&app, &trace_options);
+  mailpulse::AlertsCommandOptions alerts_options;
+  const mailpulse::AlertsCommands alerts = mailpulse::AddAlertsCommands(&app, &alerts_options);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -252,5 +255,8 @@ int main(int argc, char** argv) {
   if (run->parsed()) return mailpulse::RunDaemon(run_options);
   if (keygen->parsed()) return mailpulse::RunKeygenCommand(key_path);
   if (trace->parsed()) return mailpulse::RunTraceCommand(trace_options);
+  if (alerts.alerts->parsed() || alerts.ack->parsed() || alerts.silence->parsed()) {
+    return mailpulse::RunAlertsCommand(alerts, alerts_options);
+  }
   return mailpulse::RunEvents(config_path, listen);
 }

@@ -271,6 +271,10 @@ StatusOr<ProbeSettings> LoadProbeSettings(const Config& config) {
     }
     settings.targets.push_back(std::move(*target));
   }
+  StatusOr<AlertSettings> alerts = LoadAlertSettings(config);
+  if (!alerts.ok()) return alerts.status();
+  settings.alerts = std::move(*alerts);
+  settings.alert_state_file = config.GetString("probe.alert_state_file");
   return settings;
 }
 
@@ -297,6 +301,7 @@ std::vector<std::string> SettingsNeedingRestart(const ProbeSettings& a, const Pr
   if (a.roundtrip_deadline_seconds != b.roundtrip_deadline_seconds) {
     keys.emplace_back("probe.roundtrip_deadline");
   }
+  if (a.alert_state_file != b.alert_state_file) keys.emplace_back("probe.alert_state_file");
   if (a.log_target != b.log_target) keys.emplace_back("log.target");
   if (a.log_level != b.log_level) keys.emplace_back("log.level");
   return keys;

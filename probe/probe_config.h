@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "probe/alerts/alert_config.h"
 #include "probe/check_plan.h"
 #include "probe/imap_confirmer.h"
 #include "shared/config.h"
@@ -54,6 +55,8 @@ struct ProbeSettings {
   std::size_t max_concurrent_checks = 64;
   double jitter_fraction = 0.1;
   std::vector<ProbeTarget> targets;
+  AlertSettings alerts;          // [[alert]] and [[notifier]]: reloadable
+  std::string alert_state_file;  // probe.alert_state_file
   std::string log_target;
   std::string log_level;
 };

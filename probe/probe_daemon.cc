@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "probe/alert_center.h"
 #include "probe/check_runner.h"
 #include "probe/check_scheduler.h"
 #include "probe/event_server.h"
@@ -47,6 +48,8 @@ const char* EventKind(const proto::Event& event) {
       return "peer_hello";
     case proto::Event::kOutboundSpike:
       return "outbound_spike";
+    case proto::Event::kQueueStatus:
+      return "queue_status";
     default:
       return "unknown";
   }
@@ -161,6 +164,7 @@ class ProbeDaemon::Impl {
   std::unique_ptr<EventServer> tls_events_;
   std::unique_ptr<EventSender> report_;
   std::unique_ptr<RoundTripTracker> roundtrip_;
+  std::unique_ptr<AlertCenter> alerts_;
   EventPtr wake_;
   std::vector<EventPtr> signals_;
   std::mt19937_64 rng_;
@@ -196,6 +200,12 @@ Status ProbeDaemon::Impl::Init() {
                                                   std::move(journeys));
   StatusOr<TlsContexts> contexts = BuildTlsContexts(settings_.targets);
   if (!contexts.ok()) return contexts.status();
+  alerts_ = std::make_unique<AlertCenter>(base_.get(), resolver_.get(), &registry_, settings_.name,
+                                          settings_.alert_state_file);
+  if (Status s = alerts_->Configure(settings_.alerts); !s.ok()) return s;
+  alerts_->LoadState();
+  alerts_->Start();
+  roundtrip_->SetJourneyListener([this](const Journey& j) { alerts_->OnJourney(j); });
   if (Status s = InitSockets(); !s.ok()) return s;
   wake_.reset(evtimer_new(base_.get(), &Impl::OnWakeTimer, this));
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
@@ -214,7 +224,11 @@ Status ProbeDaemon::Impl::InitSockets() {
           metrics_->SetEventPeers((events_ ? events_->peers() : 0) +
                                   (tls_events_ ? tls_events_->peers() : 0));
         },
-        [this](std::string_view path) { return roundtrip_->JourneysJson(path); });
+        [this](std::string_view path) {
+          if (std::optional<std::string> alerts = alerts_->Get(path)) return alerts;
+          return roundtrip_->JourneysJson(path);
+        },
+        [this](std::string_view path, std::string_view body) { return alerts_->Post(path, body); });
     if (!http.ok()) return http.status();
     http_ = std::move(*http);
   }
@@ -331,6 +345,11 @@ void ProbeDaemon::Impl::Reload() {
     metrics_->RecordReload(false, now_unix);
     return;
   }
+  if (Status s = alerts_->Configure(loaded->alerts); !s.ok()) {
+    MP_LOG_ERROR("reload failed, keeping the running configuration: %s", s.message().c_str());
+    metrics_->RecordReload(false, now_unix);
+    return;
+  }
   for (const std::string& key : SettingsNeedingRestart(settings_, *loaded)) {
     MP_LOG_WARNING("reload: %s changed; it takes effect at the next restart", key.c_str());
   }
@@ -414,6 +433,7 @@ void ProbeDaemon::Impl::OnCheckDone(const std::string& name, CheckResult result)
   }
   if (targets_.contains(name)) {
     metrics_->RecordCheck(name, result, verdict, implicit, static_cast<double>(now_us) / 1e6);
+    alerts_->OnCheck(name, result, verdict);
     RememberTlsSession(name, check.target, result);
     if (check.target.roundtrip && Accepted(result)) {
       std::shared_ptr<SSL_CTX> imap_tls;
@@ -447,6 +467,7 @@ void ProbeDaemon::Impl::HandleEvent(const std::string& peer, const proto::Event&
   metrics_->RecordEvent(kind);
   MP_LOG_DEBUG("event peer %s: %s", peer.c_str(), kind);
   (void)roundtrip_->OnEvent(event);
+  alerts_->OnEvent(event);
 }
 
 void ProbeDaemon::Impl::OnSignal(evutil_socket_t sig, short, void* arg) noexcept {

@@ -94,6 +94,7 @@ void RoundTripTracker::FinishDue() {
       MP_LOG_WARNING("%s", JourneyLogLine(j).c_str());
     }
     imap_watches_.erase(j.probe_id);
+    if (listener_) listener_(j);
   }
   metrics_.SetPending(correlator_.pending());
   metrics_.SetOrphansDropped(correlator_.orphans_dropped());

@@ -10,6 +10,7 @@
 #include <openssl/ssl.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -42,6 +43,10 @@ class RoundTripTracker {
             const std::string& queue_id, std::shared_ptr<SSL_CTX> imap_tls);
   // A hop sighting or probe bounce from the event socket; false for other events.
   bool OnEvent(const proto::Event& event);
+  // Called with every journey as it finishes (after its metrics and log line).
+  void SetJourneyListener(std::function<void(const Journey&)> listener) {
+    listener_ = std::move(listener);
+  }
   // A target removed by a reload: its series go, its pending journeys finish in due course.
   void ForgetTarget(const std::string& target);
 
@@ -69,6 +74,7 @@ class RoundTripTracker {
   RoundTripMetrics metrics_;
   EventPtr journey_timer_;
   std::map<std::string, std::unique_ptr<ImapWatch>> imap_watches_;  // by probe id
+  std::function<void(const Journey&)> listener_;
 };
 
 }  // namespace mailpulse

@@ -148,6 +148,9 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "messages of roundtrip targets. Empty: no round trips."},
       {"probe.roundtrip_deadline", ConfigType::kDuration, R"("10m")", false,
        "A probe message neither delivered nor bounced this long after it was sent is lost."},
+      {"probe.alert_state_file", ConfigType::kString, R"("/var/lib/mailpulse/alerts.json")", false,
+       "Where alert state (firing alerts, acknowledgements, silences) is kept across restarts. "
+       "Empty: not kept."},
       {"probe.max_concurrent_checks", ConfigType::kInt, "64", true,
        "At most this many checks run at once; due checks wait their turn in order."},
       {"probe.jitter_percent", ConfigType::kInt, "10", true,
@@ -233,6 +236,85 @@ const std::vector<ConfigSectionArray>& ConfigSectionArrays() {
             "WARNING when the certificate expires within this many days. -1: no threshold."},
            {"cert_crit_days", ConfigType::kInt, "7", true,
             "CRITICAL when the certificate expires within this many days. -1: no threshold."},
+       }},
+      {"alert",
+       "A built-in alerting rule of mailpulse-probe run (docs/alerting.md): when a signal is "
+       "bad, who is told, when the next tier is, how often it repeats. One [[alert]] per rule.",
+       {
+           {"name", ConfigType::kString, "", true,
+            "The rule's name, in notices and alert ids (RULE/SUBJECT). Unique."},
+           {"when", ConfigType::kString, "", true,
+            "The signal: check_failing, latency, certificate_expiry (per target), "
+            "roundtrip_lost, roundtrip_bounced (per roundtrip target), hop_latency (per hop), "
+            "queue_messages, queue_age (per milter and queue), outbound_spike (per milter and "
+            "key kind), milter_silent (per milter)."},
+           {"match", ConfigType::kString, R"("*")", true,
+            "Glob ('*' any run) on the subject: the target, hop or milter name."},
+           {"checks", ConfigType::kInt, "3", true,
+            "check_failing: this many failed checks in a row."},
+           {"phase", ConfigType::kString, R"("total")", true,
+            "latency: total, or one phase (dns, connect, banner, ehlo, starttls, tls_handshake, "
+            "auth, mail, rcpt, data, end_of_data, quit)."},
+           {"over", ConfigType::kDuration, "0", true,
+            "latency, hop_latency, queue_age: the threshold; milter_silent: no event for this "
+            "long (0: 30s)."},
+           {"days", ConfigType::kInt, "14", true,
+            "certificate_expiry: fewer than this many days left."},
+           {"messages", ConfigType::kInt, "100", true,
+            "queue_messages: more than this many messages."},
+           {"queue", ConfigType::kString, R"("deferred")", true,
+            "queue_messages, queue_age: which queue (maildrop, incoming, active, deferred, "
+            "hold, sendmail)."},
+           {"for", ConfigType::kDuration, "0", true,
+            "Bad for this long before firing (latency over a threshold for a duration)."},
+           {"clear", ConfigType::kDuration, "0", true,
+            "Good for this long before resolving (hysteresis)."},
+           {"repeat", ConfigType::kDuration, R"("4h")", true,
+            "Tell again this often while firing and not acknowledged. 0: never."},
+           {"flap_changes", ConfigType::kInt, "4", true,
+            "This many fire/resolve changes within flap_window make it flapping: told once, "
+            "then only where it settles. 0: no flap suppression."},
+           {"flap_window", ConfigType::kDuration, R"("10m")", true, "See flap_changes."},
+           {"severity", ConfigType::kString, R"("warning")", true, "warning or critical."},
+           {"notify", ConfigType::kStringList, "", true,
+            "Notifiers ([[notifier]] names) told when it fires: the first tier."},
+           {"escalate", ConfigType::kStringList, "[]", true,
+            "Later tiers, each \"DELAY NOTIFIER[,NOTIFIER...]\" (\"15m lead\"): told DELAY "
+            "after firing if nobody acknowledged it."},
+       }},
+      {"notifier",
+       "Where notices go (docs/alerting.md): a webhook, a chat's incoming webhook, a command or "
+       "e-mail. One [[notifier]] per destination; rules name them in notify and escalate.",
+       {
+           {"name", ConfigType::kString, "", true, "The notifier's name. Unique."},
+           {"type", ConfigType::kString, "", true,
+            "webhook (JSON), slack, mattermost, discord, teams, command or email."},
+           {"url_file", ConfigType::kString, R"("")", true,
+            "webhook and chats: file holding the URL (http:// or https://) on its first line, "
+            "mode 0600 (not readable by group or others): such URLs carry tokens. Never logged."},
+           {"ca_file", ConfigType::kString, R"("")", true,
+            "PEM CA certificates for an https URL or the e-mail server. Empty: system store."},
+           {"command", ConfigType::kStringList, "[]", true,
+            "command: the program and its arguments (no shell). The notice is JSON on its "
+            "stdin and MAILPULSE_ALERT_* in its environment."},
+           {"to", ConfigType::kStringList, "[]", true, "email: recipients."},
+           {"from", ConfigType::kString, R"("")", true,
+            "email: sender. Empty: mailpulse@ the host name."},
+           {"server", ConfigType::kString, R"("")", true,
+            "email: HOST[:PORT] of the submission server (port 587 by default)."},
+           {"tls", ConfigType::kString, R"("starttls")", true,
+            "email: none, starttls or implicit."},
+           {"verify", ConfigType::kBool, "true", true,
+            "Verify the server's certificate (https URL, e-mail server)."},
+           {"auth_user", ConfigType::kString, R"("")", true, "email: AUTH as this user."},
+           {"auth_password_file", ConfigType::kString, R"("")", true,
+            "email: file holding the AUTH password (mode 0600)."},
+           {"timeout", ConfigType::kDuration, R"("10s")", true, "Deadline of one attempt."},
+           {"retries", ConfigType::kInt, "5", true,
+            "Attempts after the first when one fails (HTTP 5xx or no answer, a command's "
+            "non-zero exit, SMTP 4xx)."},
+           {"retry_backoff", ConfigType::kDuration, R"("2s")", true,
+            "Wait before the first retry; doubled each time, at most 5 minutes."},
        }},
   };
   return arrays;

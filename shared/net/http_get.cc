@@ -25,9 +25,8 @@ void OnResponse(evhttp_request* req, void* arg) noexcept {
   event_base_loopbreak(fetch->base.get());
 }
 
-}  // namespace
-
-HttpResponse HttpGet(const Endpoint& where, const std::string& path, int timeout_seconds) {
+HttpResponse Request(evhttp_cmd_type method, const Endpoint& where, const std::string& path,
+                     const std::string* body, int timeout_seconds) {
   Fetch fetch;
   fetch.base.reset(event_base_new());
   if (!fetch.base) return {};
@@ -37,11 +36,26 @@ HttpResponse HttpGet(const Endpoint& where, const std::string& path, int timeout
   evhttp_connection_set_timeout(conn, timeout_seconds);
   evhttp_request* req = evhttp_request_new(&OnResponse, &fetch);
   evhttp_add_header(evhttp_request_get_output_headers(req), "Host", where.host.c_str());
-  if (evhttp_make_request(conn, req, EVHTTP_REQ_GET, path.c_str()) == 0) {
+  if (body != nullptr) {
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evbuffer_add(evhttp_request_get_output_buffer(req), body->data(), body->size());
+  }
+  if (evhttp_make_request(conn, req, method, path.c_str()) == 0) {
     event_base_dispatch(fetch.base.get());
   }
   evhttp_connection_free(conn);
   return fetch.response;
+}
+
+}  // namespace
+
+HttpResponse HttpGet(const Endpoint& where, const std::string& path, int timeout_seconds) {
+  return Request(EVHTTP_REQ_GET, where, path, nullptr, timeout_seconds);
+}
+
+HttpResponse HttpPost(const Endpoint& where, const std::string& path, const std::string& body,
+                      int timeout_seconds) {
+  return Request(EVHTTP_REQ_POST, where, path, &body, timeout_seconds);
 }
 
 }  // namespace mailpulse

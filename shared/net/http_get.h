@@ -15,5 +15,8 @@ struct HttpResponse {
 };
 
 HttpResponse HttpGet(const Endpoint& where, const std::string& path, int timeout_seconds = 10);
+// POST of a JSON `body` to http://HOST:PORT/path, likewise.
+HttpResponse HttpPost(const Endpoint& where, const std::string& path, const std::string& body,
+                      int timeout_seconds = 10);
 
 }  // namespace mailpulse

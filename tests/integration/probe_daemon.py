@@ -29,13 +29,15 @@ def toml_value(value) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
-def render_config(probe: dict, targets: list, log_level: str = "info") -> str:
-    """[log], [probe] and one [[target]] per dict, in order."""
+def render_config(probe: dict, targets: list, log_level: str = "info",
+                  sections: tuple = ()) -> str:
+    """[log], [probe], one [[target]] per dict, then the (array name, dict) `sections`
+    ([[alert]], [[notifier]] ...), in order."""
     out = [f'[log]\ntarget = "stderr"\nlevel = "{log_level}"\n', "[probe]"]
     out += [f"{k} = {toml_value(v)}" for k, v in probe.items()]
-    for target in targets:
-        out.append("\n[[target]]")
-        out += [f"{k} = {toml_value(v)}" for k, v in target.items()]
+    for array, keys in [("target", t) for t in targets] + list(sections):
+        out.append(f"\n[[{array}]]")
+        out += [f"{k} = {toml_value(v)}" for k, v in keys.items()]
     return "\n".join(out) + "\n"
 
 
@@ -45,14 +47,16 @@ class ProbeDaemon(sandbox.Component):
     in the work dir, user nobody). Started as root, it binds, then becomes nobody."""
 
     def __init__(self, workdir: Path, targets: list, probe: dict | None = None,
-                 name: str = "probe", log_level: str = "info"):
+                 name: str = "probe", log_level: str = "info", sections: tuple = ()):
         self.dir = workdir / name
         self.metrics_port = sandbox.free_port()
         self.event_socket = self.dir / "events.sock"
+        self.state_dir = self.dir / "state"  # nobody's, for probe.alert_state_file
         self.probe = {"name": name, "user": "nobody",
                       "metrics_listen": f"127.0.0.1:{self.metrics_port}",
-                      "event_socket": f"unix:{self.event_socket}", **(probe or {})}
-        self.targets, self.log_level = list(targets), log_level
+                      "event_socket": f"unix:{self.event_socket}",
+                      "alert_state_file": str(self.state_dir / "alerts.json"), **(probe or {})}
+        self.targets, self.log_level, self.sections = list(targets), log_level, tuple(sections)
         self.config_path, self.log_path = self.dir / "probe.toml", self.dir / "probe.log"
         self.proc: subprocess.Popen | None = None
 
@@ -65,11 +69,14 @@ class ProbeDaemon(sandbox.Component):
         if probe is not None:
             self.probe.update(probe)
         self.config_path.write_text(
-            text if text is not None else render_config(self.probe, self.targets, self.log_level))
+            text if text is not None else render_config(self.probe, self.targets, self.log_level,
+                                                        self.sections))
 
     def start(self) -> "ProbeDaemon":
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o755)
+        self.state_dir.mkdir(exist_ok=True)
+        os.chown(self.state_dir, pwd.getpwnam("nobody").pw_uid, -1)
         self.write_config()
         argv = [str(sandbox.probe_binary()), "run", "--foreground", "--config",
                 str(self.config_path)]
