@@ -60,6 +60,7 @@ std::vector<Observation> AlertSignals::OnCheck(const std::string& target, const 
         // way (after a restart the count starts over below an alert that is still firing).
         if (!result.outcome.success && in_a_row < c.checks) continue;
         o.bad = !result.outcome.success;
+        if (!o.bad) o.summary = target + ": checks pass again";
         if (o.bad) {
           const std::string reason = FailureReason(result.outcome);
           o.summary =
@@ -112,7 +113,10 @@ std::vector<Observation> AlertSignals::OnJourney(const Journey& j) {
       Observation o{r.rule.name, j.target, false, "", {{"probe_id", j.probe_id}}};
       if (c.signal == AlertSignal::kRoundtripLost) {
         o.bad = j.outcome == JourneyOutcome::kLost;
-        o.summary = j.target + ": probe message " + j.probe_id + " lost; last seen at " + last_hop;
+        o.summary =
+            o.bad ? j.target + ": probe message " + j.probe_id + " lost; last seen at " + last_hop
+                  : j.target + ": probe message " + j.probe_id + " " +
+                        std::string(JourneyOutcomeName(j.outcome));
         o.details.emplace_back("last_hop", last_hop);
       } else {
         o.bad = j.outcome == JourneyOutcome::kBounced;
@@ -121,8 +125,10 @@ std::vector<Observation> AlertSignals::OnJourney(const Journey& j) {
           status = j.bounce.recipients(0).status();
           diagnostic = j.bounce.recipients(0).diagnostic_code();
         }
-        o.summary = j.target + ": probe message " + j.probe_id + " bounced at " + j.bounce.hop() +
-                    (status.empty() ? "" : " (" + status + ")");
+        o.summary = o.bad ? j.target + ": probe message " + j.probe_id + " bounced at " +
+                                j.bounce.hop() + (status.empty() ? "" : " (" + status + ")")
+                          : j.target + ": probe message " + j.probe_id + " " +
+                                std::string(JourneyOutcomeName(j.outcome));
         o.details.emplace_back("status", status);
         o.details.emplace_back("diagnostic", diagnostic);
         o.details.emplace_back("reporting_mta", j.bounce.reporting_mta());
@@ -184,7 +190,8 @@ std::vector<Observation> AlertSignals::OnEvent(const proto::Event& event, double
       out.push_back({r.rule.name,
                      source + "/" + key,
                      s.started(),
-                     source + ": outbound spike from " + key + ": " + rate,
+                     source + ": outbound spike from " + key +
+                         (s.started() ? ": " + std::string(rate) : " ended"),
                      {{"key_kind", s.key_kind()},
                       {"key", s.key()},
                       {"rate", rate},

@@ -169,6 +169,7 @@ void AlertEngine::Observe(const Observation& o, double now) {
     } else if (a.state == AlertState::kFiring) {
       a.state = AlertState::kClearing;
       a.changed_at = now;
+      a.recovery = o.summary;
       if (rule.clear_seconds <= 0) Resolve(a, now);
     }
   } else {
@@ -356,6 +357,7 @@ Status AlertEngine::LoadState(const std::string& text, double now) {
                 : st == "resolved" ? AlertState::kResolved
                                    : AlertState::kFiring;
       a.summary = j.value("summary", "");
+      a.recovery = j.value("recovery", "");
       for (const json& d : j.value("details", json::array())) {
         a.details.emplace_back(d.at(0).get<std::string>(), d.at(1).get<std::string>());
       }

@@ -73,6 +73,7 @@ struct Alert {
   AlertState state = AlertState::kPending;
   std::string summary;
   AlertDetails details;
+  std::string recovery;   // the summary of the good observation that began its clearing
   double since = 0;       // when it became bad (pending) — kept through firing
   double fired_at = 0;    // 0 until it fires
   double changed_at = 0;  // of the last bad/good change, for clearing

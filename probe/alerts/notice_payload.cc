@@ -50,8 +50,12 @@ std::string NoticeStatusText(const Notice& n) {
 
 std::string NoticeLine(const Notice& n) {
   const Alert& a = n.alert;
+  std::string what = a.summary.empty() ? a.id : a.summary;
+  if (n.kind == NoticeKind::kResolved && !a.recovery.empty()) {
+    what = a.recovery + " (was: " + what + ")";
+  }
   return "[" + NoticeStatusText(n) + "] " + a.severity + " " + a.rule + " " + a.subject + ": " +
-         (a.summary.empty() ? a.id : a.summary);
+         what;
 }
 
 std::string NoticeJson(const Notice& n, const std::string& probe_name) {
@@ -67,6 +71,7 @@ std::string NoticeJson(const Notice& n, const std::string& probe_name) {
               {"subject", a.subject},
               {"severity", a.severity},
               {"summary", a.summary},
+              {"recovery", a.recovery},
               {"details", details},
               {"since", Iso(a.since)},
               {"fired_at", Iso(a.fired_at)},

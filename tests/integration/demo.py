@@ -13,9 +13,10 @@ the probe's event socket, and mx's milter discards them at the probe sink addres
 lives under one temporary directory. It sends good, multi-recipient, rejected, TLS,
 authenticated, local and aborted mail; then prints the mailpulse_milter_* series of edge's
 /metrics, grouped by family, each probe target's state and phase timings and the journeys of
-the probe messages (`mailpulse-probe trace`), every --interval seconds until Ctrl-C (or once,
-with --once), and stops everything it started. Run as root; see contrib/dev/demo, which builds
-first.
+the probe messages (`mailpulse-probe trace`); then stops Postfix mx for a moment, so that the
+probe's built-in alert on it fires (a command notifier prints each notice here) and resolves
+when mx is back; then reprints every --interval seconds until Ctrl-C (or stops, with --once),
+and stops everything it started. Run as root; see contrib/dev/demo, which builds first.
 """
 import argparse
 import contextlib
@@ -143,7 +144,59 @@ def probe_targets(chain: ChainedMail) -> list:
         # A signed probe message through edge and mx; bounces would come back to its sender.
         {"name": "roundtrip", "port": pf.port, "send": True, "roundtrip": True,
          "from": roundtrip.PROBE_RETURN, "to": [roundtrip.PROBE_SINK], **common},
+        # mx itself, checked every second: the alert demonstration stops it.
+        {"name": "mx", "port": chain.mx.port, **common, "interval": "1s", "timeout": "2s"},
     ]
+
+
+def alert_sections(workdir: Path) -> tuple:
+    """A rule on the mx target and a command notifier that appends each notice (the webhook
+    JSON document) to a file the demo prints from."""
+    notices = workdir / "alerts" / "notices.jsonl"
+    notices.parent.mkdir()
+    os.chown(notices.parent, 65534, 65534)  # the daemon runs as nobody
+    script = workdir / "alerts" / "notify"
+    script.write_text(f"#!/bin/sh\n{{ cat; echo; }} >> {notices}\n")
+    script.chmod(0o755)
+    return (("notifier", {"name": "demo", "type": "command", "command": [str(script)]}),
+            ("alert", {"name": "mx-down", "when": "check_failing", "match": "mx",
+                       "checks": 2, "severity": "critical", "notify": ["demo"]}))
+
+
+def notices(workdir: Path) -> list:
+    path = workdir / "alerts" / "notices.jsonl"
+    text = path.read_text() if path.exists() else ""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def demonstrate_alert(chain: ChainedMail, probe: ProbeDaemon) -> bool:
+    """Stops Postfix mx until the alert on it fires, starts it again until it resolves,
+    printing each notice and `mailpulse-probe alerts` in between."""
+    cli = [str(sandbox.probe_binary()), "alerts", "--url", f"127.0.0.1:{probe.metrics_port}"]
+    print("\nAn alert: stopping Postfix mx (the probe checks it every second; rule mx-down, "
+          "2 failed checks in a row, notifier: a command printing here) ...")
+    chain.mx.stop()
+    try:
+        firing = sandbox.poll(lambda: [n for n in notices(chain.workdir)
+                                       if n["status"] == "firing"], 30, "the alert firing")
+        print(f"  notice: {firing[0]['text']}")
+        print("  $ mailpulse-probe alerts\n" + "".join(
+            "    " + line + "\n" for line in subprocess.run(
+                cli, capture_output=True, text=True, timeout=30).stdout.splitlines()), end="")
+    except TimeoutError as e:
+        print(f"\nWARNING: {e}; the probe's log:\n{probe.log_text()[-3000:]}")
+        return False
+    finally:
+        print("  ... starting Postfix mx again")
+        chain.mx.restart()
+    try:
+        resolved = sandbox.poll(lambda: [n for n in notices(chain.workdir)
+                                         if n["status"] == "resolved"], 30, "the alert resolved")
+    except TimeoutError as e:
+        print(f"\nWARNING: {e}; the probe's log:\n{probe.log_text()[-3000:]}")
+        return False
+    print(f"  notice: {resolved[0]['text']}")
+    return True
 
 
 def print_probe(probe: ProbeDaemon) -> list:
@@ -264,6 +317,7 @@ def show(chain: ChainedMail, probe: ProbeDaemon, once: bool, interval: float) ->
     ok = wait_for_journey(probe) and ok
     shown: set = set()
     ok = print_journeys(probe, shown) > 0 and ok
+    ok = demonstrate_alert(chain, probe) and ok
     if once:
         return ok
     print(f"\nSend more mail, e.g.: swaks --server 127.0.0.1:{pf.port} --to alice@sink.test"
@@ -297,7 +351,8 @@ def main() -> int:
     try:
         key = roundtrip.write_key(workdir)
         probe = ProbeDaemon(workdir, [], probe={"key_file": str(key),
-                                                "roundtrip_deadline": "60s"})
+                                                "roundtrip_deadline": "60s"},
+                            sections=alert_sections(workdir))
         chain = ChainedMail(workdir, key, probe.event_socket, discard=True,
                             edge_knows_users=True, submission=True)
         with contextlib.ExitStack() as stack:

@@ -561,6 +561,17 @@ class PostfixInstance(Component):
             if pid_alive(p):
                 kill_pid(p)
 
+    def restart(self) -> None:
+        """Starts it again after stop(), with the same configuration and queue."""
+        proc = self.postfix("start", check=False)
+        pid_file = self.queue_dir / "pid" / "master.pid"
+        if proc.returncode != 0 or not pid_file.exists():
+            raise RuntimeError(f"postfix {self.name} failed to restart:\n{proc.stdout}"
+                               f"{proc.stderr}")
+        self.master_pid = int(pid_file.read_text().split()[0])
+        _record_pid(self.workdir, "master", self.master_pid)
+        poll(lambda: port_listening(self.port), 10, f"postfix {self.name} on port {self.port}")
+
     def log_text(self) -> str:
         return self.maillog.read_text(errors="replace") if self.maillog.exists() else ""
 

@@ -10,6 +10,7 @@ submission port, Dovecot SASL) to the sink. Checks run every second here.
 import json
 import os
 import pwd
+import re
 import subprocess
 
 import pytest
@@ -58,13 +59,6 @@ def start(request, component):
     return component.start()
 
 
-def restart_postfix(postfix) -> None:
-    postfix.postfix("start")
-    postfix.master_pid = int((postfix.queue_dir / "pid" / "master.pid").read_text().split()[0])
-    sandbox._record_pid(postfix.workdir, "master", postfix.master_pid)
-    sandbox.poll(lambda: sandbox.port_listening(postfix.port), 10, "postfix listening again")
-
-
 def test_a_stopped_postfix_fires_with_phase_and_reply_and_its_restart_resolves(request,
                                                                                  workdir):
     mail = start_mail_system(request, workdir, dovecot=False)
@@ -93,7 +87,10 @@ def test_a_stopped_postfix_fires_with_phase_and_reply_and_its_restart_resolves(r
     assert int(body["details"]["failures_in_a_row"]) >= 2
     assert firing["headers"]["Content-Type"] == "application/json"
     # The command ran with the same notice on stdin and in its environment.
-    sandbox.poll(lambda: (out / "0.env").exists(), 10, "the command notifier's output")
+    def written(name):  # the script's env file is complete once its last line is there
+        path = out / name
+        return path.exists() and "MAILPULSE_ALERT_TIME=" in path.read_text()
+    sandbox.poll(lambda: written("0.env"), 10, "the command notifier's output")
     assert json.loads((out / "0.json").read_text())["id"] == "smtp-down/mx1"
     env = (out / "0.env").read_text()
     assert "MAILPULSE_ALERT_STATUS=firing" in env and "MAILPULSE_ALERT_ID=smtp-down/mx1" in env
@@ -103,11 +100,11 @@ def test_a_stopped_postfix_fires_with_phase_and_reply_and_its_restart_resolves(r
     assert "smtp-down/mx1" in listing.stdout and "refused" in listing.stdout.lower()
     assert daemon.metric("mailpulse_alerts_firing", rule="smtp-down") == 1
 
-    restart_postfix(mail.postfix)
+    mail.postfix.restart()
     resolved = receiver.wait_for("/hook", lambda b: b["status"] == "resolved")
     assert resolved["body"]["id"] == "smtp-down/mx1" and resolved["body"]["kind"] == "resolved"
     assert [p["body"]["status"] for p in receiver.posts("/hook")] == ["firing", "resolved"]
-    sandbox.poll(lambda: (out / "1.env").exists(), 10, "the command notifier run again")
+    sandbox.poll(lambda: written("1.env"), 10, "the command notifier run again")
     assert "MAILPULSE_ALERT_STATUS=resolved" in (out / "1.env").read_text()
     assert probe_cli(daemon, "alerts").stdout.startswith("no alerts")
     assert daemon.metric("mailpulse_alerts_firing", rule="smtp-down") == 0
@@ -214,3 +211,26 @@ def test_an_email_alert_goes_through_postfix_with_starttls_and_auth_to_the_sink(
     assert daemon.metric("mailpulse_alert_notifications_total", notifier="mail",
                          result="sent") == 1
     assert "alert-secret" not in daemon.log_text()
+
+
+def test_an_https_webhook_is_verified_against_its_ca_and_refused_without(request, workdir):
+    cert, key = workdir / "hook.crt", workdir / "hook.key"
+    sandbox.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:prime256v1", "-nodes", "-days", "3", "-subj",
+                 "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
+                 str(key), "-out", str(cert)])
+    receiver = start(request, WebhookReceiver(tls=(cert, key)))
+    sections = (webhook(workdir, receiver, "trusted", "/trusted", ca_file=str(cert)),
+                webhook(workdir, receiver, "untrusted", "/untrusted", retries=0),
+                rule("down", ["trusted", "untrusted"]))
+    daemon = start(request, ProbeDaemon(workdir, [target("dead", sandbox.free_port())],
+                                        sections=sections))
+    post = receiver.wait_for("/trusted")
+    assert post["body"]["id"] == "down/dead" and post["body"]["status"] == "firing"
+    daemon.wait_for_metric("mailpulse_alert_notifications_total", 1, notifier="untrusted",
+                           result="failed")
+    assert receiver.posts("/untrusted") == []  # nothing was sent to an unverified server
+    log = daemon.log_text()
+    assert re.search(r"untrusted \(webhook https://127\.0\.0\.1:\d+/…\): gave up after 1 "
+                     r"attempt: TLS: certificate verify failed", log), log
+    assert TOKEN not in log

@@ -1,7 +1,8 @@
 """Runs the demo once (demo.py --once) with the built milter and probe: it must send its
 traffic, print the edge milter's live counters with the /metrics URL, every probe target OK
-with its phase timings and a delivered round trip with its edge and mx hops, exit 0 and leave
-no process behind."""
+with its phase timings, a delivered round trip with its edge and mx hops, and an alert that
+fires when it stops Postfix mx and resolves when mx is back; exit 0 and leave no process
+behind."""
 import os
 import re
 import subprocess
@@ -26,7 +27,7 @@ def test_demo_once_prints_live_counters_and_cleans_up(milter_binary, probe_binar
     assert re.search(r"^  connections_total  — ", output, re.M), output
     assert re.search(r"mailpulse-probe checks at .*curl -s http://127\.0\.0\.1:\d+/metrics",
                      output), output
-    for target in ("smtp", "smtp-starttls", "submission", "smtps", "delivery", "roundtrip"):
+    for target in ("smtp", "smtp-starttls", "submission", "smtps", "delivery", "roundtrip", "mx"):
         assert re.search(rf"^  {target} +OK +\d+\.\d+ ms .* banner \d+\.\d+ ", output, re.M), output
     assert re.search(r"^  submission .* auth \d", output, re.M), output
     assert re.search(r"^  delivery .* end_of_data \d", output, re.M), output
@@ -36,6 +37,12 @@ def test_demo_once_prints_live_counters_and_cleans_up(milter_binary, probe_binar
                         r"    mx +\d{4}-\d\d-\d\d [\d:.]+ UTC  \+\d+\.\d{3} s  qid \w+\n",
                         output, re.M)
     assert journey, output
+    # The alert demonstration: mx stopped, the built-in alert fires with the failing phase,
+    # `mailpulse-probe alerts` lists it, and it resolves once mx is back.
+    assert re.search(r"^  notice: \[FIRING\] critical mx-down mx: mx: .*Connection refused "
+                     r"\(2 failed checks in a row\)$", output, re.M), output
+    assert re.search(r"^    firing +critical mx-down/mx ", output, re.M), output
+    assert re.search(r"^  notice: \[RESOLVED\] critical mx-down mx: ", output, re.M), output
     assert "WARNING" not in output, output
     workdir = re.search(r"^Sandbox in (/tmp/mailpulse-demo-\S+):", output, re.M).group(1)
     assert not Path(workdir).exists()

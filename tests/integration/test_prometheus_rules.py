@@ -12,7 +12,8 @@ listens on (with the failure kind in the description), both certificate alerts f
 whose certificate expires in two days, and the deferred-queue alerts for the milter's queue —
 and not the alerts whose conditions are absent; every rule evaluates without error; when the
 milter is stopped, MailpulseMilterDown fires and so does MailpulseEventPeerLost on the probe's
-side, and the queue alerts resolve.
+side, and the queue alerts resolve. The probe's built-in alerting, with the equivalent rules,
+fires the same alerts (target failing, certificate expiring, deferred queue) on GET /alerts.
 
 The queue the milter watches is a directory tree laid out as Postfix's (maildrop, incoming,
 active, deferred, hold, hashed subdirectories, complete queue files mode 0700 starting with a
@@ -299,10 +300,18 @@ def test_real_prometheus_scraping_both_daemons_fires_the_alerts(request, workdir
     refused = start(RefusedPort())
     tls = start(ImplicitTlsSmtp(cert, key))
     common = {"host": "127.0.0.1", "interval": "1s", "timeout": "5s"}
+    # The probe's built-in alerting has the equivalent rules, to fire the same alerts.
+    builtin = (("notifier", {"name": "none", "type": "command", "command": ["/bin/true"]}),
+               ("alert", {"name": "target-failing", "when": "check_failing", "checks": 3,
+                          "severity": "critical", "notify": ["none"]}),
+               ("alert", {"name": "cert-expiring", "when": "certificate_expiry", "days": 14,
+                          "notify": ["none"]}),
+               ("alert", {"name": "queue-deferred", "when": "queue_messages",
+                          "queue": "deferred", "messages": 100, "notify": ["none"]}))
     probe = start(ProbeDaemon(workdir, [
         {"name": "refused", "port": refused.port, **common},
         {"name": "tls-ok", "port": tls.port, "tls": "implicit", "ca_file": str(cert),
-         "tls_name": TLS_NAME, **common}]))
+         "tls_name": TLS_NAME, **common}], sections=builtin))
     queue = fake_postfix_queue(workdir / "spool", deferred=150, arrival=time.time() - 2 * 86400)
     milter = start(sandbox.MilterProcess(
         workdir, hop_name="mx1", queue_directory=queue,
@@ -347,6 +356,17 @@ def test_real_prometheus_scraping_both_daemons_fires_the_alerts(request, workdir
     by_name = {}
     for a in alerts:
         by_name.setdefault(a["labels"]["alertname"], []).append(a)
+
+    # The same alerts from the built-in alerting (mailpulse-probe alerts).
+    def builtin_firing():
+        url = f"http://127.0.0.1:{probe.metrics_port}/alerts"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            listed = json.loads(resp.read())["alerts"]
+        ids = {a["id"] for a in listed if a["state"] == "firing"}
+        want = {"target-failing/refused", "cert-expiring/tls-ok", "queue-deferred/mx1/deferred"}
+        return ids if want <= ids else None
+    assert wait(builtin_firing, 15, "the built-in alerts firing") == {
+        "target-failing/refused", "cert-expiring/tls-ok", "queue-deferred/mx1/deferred"}
 
     [failing] = by_name["MailpulseTargetFailing"]  # for refused only: tls-ok checks succeed
     assert failing["labels"] == {"alertname": "MailpulseTargetFailing", "severity": "critical",

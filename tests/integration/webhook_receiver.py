@@ -1,12 +1,14 @@
 """A local HTTP receiver for alert webhooks: records every POST (path, JSON body, when) on
 127.0.0.1 at a free port, in a thread of the test process. Paths choose its behaviour:
 /fail-N/... answers 500 to the first N requests on that path, then 200; /hang/... never answers
-(until stop); anything else answers 200. Standard library only.
+(until stop); anything else answers 200. With `tls` (certificate and key files) it speaks
+HTTPS. Standard library only.
 """
 from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,8 +17,9 @@ import sandbox
 
 
 class WebhookReceiver(sandbox.Component):
-    def __init__(self):
+    def __init__(self, tls: tuple | None = None):
         self.port = sandbox.free_port()
+        self.tls = tls
         self.requests: list = []  # dicts: path, body (parsed JSON or text), time, headers
         self.hanging = 0          # /hang requests being held open now
         self._lock = threading.Lock()
@@ -25,7 +28,7 @@ class WebhookReceiver(sandbox.Component):
         self._thread: threading.Thread | None = None
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"
 
     def start(self) -> "WebhookReceiver":
         receiver = self
@@ -61,6 +64,10 @@ class WebhookReceiver(sandbox.Component):
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*map(str, self.tls))
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self

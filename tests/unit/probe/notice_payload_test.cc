@@ -38,7 +38,12 @@ TEST(NoticePayloadTest, TheWebhookDocumentCarriesTheAlertAndItsDetails) {
   EXPECT_EQ(j["probe"], "probe1");
   Notice resolved = Firing();
   resolved.kind = NoticeKind::kResolved;
-  EXPECT_EQ(json::parse(NoticeJson(resolved, "p"))["status"], "resolved");
+  resolved.alert.recovery = "mx1: checks pass again";
+  const json r = json::parse(NoticeJson(resolved, "p"));
+  EXPECT_EQ(r["status"], "resolved");
+  EXPECT_EQ(r["text"],
+            "[RESOLVED] critical smtp-down mx1: mx1: checks pass again (was: mx1: 421 4.3.2 "
+            "Service shutting down (3 failed checks in a row))");
 }
 
 TEST(NoticePayloadTest, EachChatGetsTheShapeItsIncomingWebhookAccepts) {
