@@ -20,6 +20,10 @@ constexpr std::size_t kPerTargetSeries = 10000;  // targets × phases stay far b
 ProbeMetrics::ProbeMetrics(MetricsRegistry* r, const std::string& probe_name)
     : success_(r->AddGauge("mailpulse_probe_success",
                            "1 if the last check of the target succeeded, else 0.", {"target"})),
+      failures_in_a_row_(r->AddGauge(
+          "mailpulse_probe_consecutive_failures",
+          "Checks of the target that failed in a row, up to the last one (0 after a success).",
+          {"target"})),
       duration_(r->AddGauge("mailpulse_probe_duration_seconds",
                             "Total time of the last check of the target.", {"target"})),
       phase_duration_(r->AddGauge("mailpulse_probe_phase_duration_seconds",
@@ -99,6 +103,8 @@ void ProbeMetrics::RecordCheck(const std::string& target, const CheckResult& res
                                const CheckVerdict& verdict, bool implicit_tls, double now_unix) {
   const CheckOutcome& o = result.outcome;
   success_.WithLabels({target}).Set(o.success ? 1 : 0);
+  Gauge& in_a_row = failures_in_a_row_.WithLabels({target});
+  in_a_row.Set(o.success ? 0 : in_a_row.Value() + 1);
   duration_.WithLabels({target}).Set(result.total_seconds);
   state_.WithLabels({target}).Set(static_cast<double>(verdict.state));
   last_check_.WithLabels({target}).Set(now_unix);
@@ -130,8 +136,8 @@ void ProbeMetrics::RecordCheck(const std::string& target, const CheckResult& res
 }
 
 void ProbeMetrics::ForgetTarget(const std::string& target) {
-  for (GaugeFamily* f : {&success_, &duration_, &phase_duration_, &reply_code_, &state_,
-                         &last_check_, &cert_not_after_, &tls_version_, &tls_resumed_}) {
+  for (GaugeFamily* f : {&success_, &failures_in_a_row_, &duration_, &phase_duration_, &reply_code_,
+                         &state_, &last_check_, &cert_not_after_, &tls_version_, &tls_resumed_}) {
     f->Remove({target});
   }
   phase_histogram_.Remove({target});

@@ -38,6 +38,7 @@ class ProbeMetrics {
 
  private:
   GaugeFamily& success_;
+  GaugeFamily& failures_in_a_row_;
   GaugeFamily& duration_;
   GaugeFamily& phase_duration_;
   HistogramFamily& phase_histogram_;

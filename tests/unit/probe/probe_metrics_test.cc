@@ -104,6 +104,25 @@ TEST(ProbeMetricsTest, PhasesNotReachedInTheLastCheckDisappearFromTheLastCheckGa
   EXPECT_THAT(text, HasSubstr("mailpulse_probe_state{target=\"mx1\"} 2\n"));
 }
 
+TEST(ProbeMetricsTest, ConsecutiveFailuresCountUpAndASuccessResetsThem) {
+  MetricsRegistry registry;
+  ProbeMetrics metrics(&registry, "p1");
+  const CheckResult ok = TlsSuccess(), failed = RcptRejected();
+  const auto record = [&](const CheckResult& r) {
+    metrics.RecordCheck("mx1", r, JudgeCheck("mx", r, {}, false, kNow), false, kNow);
+  };
+  record(failed);
+  record(failed);
+  EXPECT_THAT(registry.RenderPrometheus(),
+              HasSubstr("mailpulse_probe_consecutive_failures{target=\"mx1\"} 2\n"));
+  record(ok);
+  EXPECT_THAT(registry.RenderPrometheus(),
+              HasSubstr("mailpulse_probe_consecutive_failures{target=\"mx1\"} 0\n"));
+  record(failed);
+  EXPECT_THAT(registry.RenderPrometheus(),
+              HasSubstr("mailpulse_probe_consecutive_failures{target=\"mx1\"} 1\n"));
+}
+
 TEST(ProbeMetricsTest, AForgottenTargetLeavesNoSeries) {
   MetricsRegistry registry;
   ProbeMetrics metrics(&registry, "p1");
