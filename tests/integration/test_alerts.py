@@ -2,7 +2,7 @@
 stopped and started again, and a local HTTP receiver records the webhook firing and resolving
 with the failing phase and the server's reply; a command notifier runs with the notice on
 stdin and in its environment; `mailpulse-probe alerts`, `ack` and `silence` talk to the daemon,
-and what they did survives a restart of it; a tier escalates when nobody acknowledges; a
+and what they did survives a restart of it; rules change on SIGHUP; a tier escalates when nobody acknowledges; a
 receiver that answers 500 is retried, one that hangs gives up after its timeout, and neither
 holds back the others; an e-mail alert goes through a real Postfix (STARTTLS and AUTH on its
 submission port, Dovecot SASL) to the sink. Checks run every second here.
@@ -234,3 +234,24 @@ def test_an_https_webhook_is_verified_against_its_ca_and_refused_without(request
     assert re.search(r"untrusted \(webhook https://127\.0\.0\.1:\d+/…\): gave up after 1 "
                      r"attempt: TLS: certificate verify failed", log), log
     assert TOKEN not in log
+
+
+def test_rules_and_notifiers_change_on_sighup_and_a_bad_one_keeps_the_running_set(request,
+                                                                                 workdir):
+    receiver = start(request, WebhookReceiver())
+    daemon = start(request, ProbeDaemon(workdir, [target("dead", sandbox.free_port())]))
+    daemon.wait_for_checks("dead", 3)
+    assert json.loads(probe_cli(daemon, "alerts", "--json").stdout)["alerts"] == []
+    # A rule naming a notifier that does not exist: the reload fails, nothing changes.
+    daemon.sections = (rule("down", ["nobody-here"]),)
+    daemon.write_config()
+    daemon.reload(expect="failure")
+    assert "alert.notify: no [[notifier]] named 'nobody-here'" in daemon.log_text()
+    hook = webhook(workdir, receiver, "hook", "/hook")
+    # Rereading secrets happens as probe.user (nobody here): the URL file must be its.
+    os.chown(hook[1]["url_file"], pwd.getpwnam("nobody").pw_uid, -1)
+    daemon.sections = (hook, rule("down", ["hook"]))
+    daemon.write_config()
+    daemon.reload()
+    post = receiver.wait_for("/hook")
+    assert post["body"]["id"] == "down/dead" and post["body"]["status"] == "firing"
