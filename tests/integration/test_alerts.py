@@ -2,10 +2,11 @@
 stopped and started again, and a local HTTP receiver records the webhook firing and resolving
 with the failing phase and the server's reply; a command notifier runs with the notice on
 stdin and in its environment; `mailpulse-probe alerts`, `ack` and `silence` talk to the daemon,
-and what they did survives a restart of it; rules change on SIGHUP; a tier escalates when nobody acknowledges; a
+and what they did survives a restart of it; a tier escalates when nobody acknowledges; a
 receiver that answers 500 is retried, one that hangs gives up after its timeout, and neither
 holds back the others; an e-mail alert goes through a real Postfix (STARTTLS and AUTH on its
-submission port, Dovecot SASL) to the sink. Checks run every second here.
+submission port, Dovecot SASL) to the sink; an HTTPS receiver is verified; rules change on
+SIGHUP. Checks run every second here.
 """
 import json
 import os
