@@ -159,6 +159,9 @@ Status AlertNotifiers::Configure(const std::vector<NotifierSpec>& notifiers) {
       c->tls = std::shared_ptr<SSL_CTX>(ctx->release(), SSL_CTX_free);
     }
     channels[spec.name] = std::move(c);
+    // Every series from 0, so that Prometheus' increase() sees the first failure too.
+    for (const char* result : {"sent", "failed"}) notifications_.WithLabels({spec.name, result});
+    for (const char* result : {"ok", "error"}) attempts_.WithLabels({spec.name, result});
   }
   channels_ = std::move(channels);
   return Status::Ok();
