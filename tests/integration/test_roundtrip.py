@@ -204,9 +204,16 @@ def test_mail_held_at_edge_shows_as_edge_to_mx_latency(request, workdir):
     hold_max = (released_by - edge_us) / 1e6
     assert hold_min >= 2
     # The latency is the hold, ended somewhere within the release commands, plus the relay to
-    # mx: within 100 ms.
-    assert hold_min <= latency <= hold_max + 0.1, (latency, hold_min, hold_max)
-    print(f"edge->mx latency {latency:.3f} s; hold {hold_min:.3f}..{hold_max:.3f} s")
+    # mx as Postfix itself timed it (delays=a/b/c/d: b+c+d is queue manager, connection set-up
+    # and transmission after the release, to 10 ms), to within 100 ms. Postfix's own figure
+    # rather than a fixed allowance, so that a loaded machine slowing the relay is no failure.
+    sent = chain.edge.wait_for_log(
+        rf"{qid}: to=<.*relay=127\.0\.0\.1\[127\.0\.0\.1\]:{chain.mx.port}, .*"
+        r"delays=[\d.]+/([\d.]+)/([\d.]+)/([\d.]+), .*status=sent")
+    relay = sum(float(x) for x in sent.groups())
+    assert hold_min <= latency <= hold_max + relay + 0.1, (latency, hold_min, hold_max, relay)
+    print(f"edge->mx latency {latency:.3f} s; hold {hold_min:.3f}..{hold_max:.3f} s; "
+          f"relay {relay:.2f} s")
 
 
 def test_unknown_recipient_at_mx_is_bounced_5_1_1(request, workdir):
