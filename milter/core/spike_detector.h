@@ -124,9 +124,12 @@ class SpikeDetector {
   class KeyTable;  // per kind: the Space-Saving table (spike_detector.cc)
 
  private:
+  class DecayFactors;  // the exp() factors of the present, shared by the tables
+
   SpikeSettings settings_;
   double start_;
   double last_now_;  // time never runs backwards here
+  std::unique_ptr<DecayFactors> factors_;
   std::array<std::unique_ptr<KeyTable>, kKeyKindCount> tables_;
   std::vector<SpikeEvent> events_;
 };

@@ -398,6 +398,36 @@ TEST(SpikeDetectorTest, TopListsTheBusiestFirst) {
   EXPECT_EQ(d.MessagesPerMinute(KeyKind::kSaslLogin, "nobody", 12), 0);
 }
 
+TEST(SpikeDetectorTest, AFullTableEvictsTheLeastCountedKeyLongKeysIncluded) {
+  // Keys past the inline buffer of an entry are stored apart; eviction and lookup treat them
+  // the same. With room for two keys, a third replaces the one with the smaller decayed count
+  // and inherits it, so the next newcomer replaces the third, not the busy first key.
+  SpikeSettings s;
+  s.max_keys = 2;
+  SpikeDetector d(s, 0);
+  const std::string busy(300, 'a');
+  const std::string quiet = std::string(100, 'b') + "@example.org";
+  OutboundMessage m;
+  m.sasl_login = busy;
+  for (double t : {1.0, 2.0, 2.5}) d.OnMessage(m, t);
+  m.sasl_login = quiet;
+  d.OnMessage(m, 3);
+  m.sasl_login = "short";
+  d.OnMessage(m, 4);
+  EXPECT_EQ(d.evicted(KeyKind::kSaslLogin), 1u);
+  EXPECT_EQ(d.MessagesPerMinute(KeyKind::kSaslLogin, quiet, 4), 0);
+  m.sasl_login = quiet;
+  d.OnMessage(m, 5);
+  EXPECT_EQ(d.evicted(KeyKind::kSaslLogin), 2u);
+  EXPECT_EQ(d.MessagesPerMinute(KeyKind::kSaslLogin, "short", 5), 0);
+  EXPECT_GT(d.MessagesPerMinute(KeyKind::kSaslLogin, busy, 5), 0);
+  EXPECT_GT(d.MessagesPerMinute(KeyKind::kSaslLogin, quiet, 5), 0);
+  const std::vector<KeyRate> top = d.Top(KeyKind::kSaslLogin, 2, 5);
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(top[0].key, busy);
+  EXPECT_EQ(top[1].key, quiet);
+}
+
 TEST(SpikeDetectorTest, WhenEveryEntrySpikesNewKeysAreUntracked) {
   SpikeSettings s;
   s.learning_seconds = 0;
