@@ -84,7 +84,7 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"milter.spike_end_hold", ConfigType::kDuration, R"("30s")", false,
        "... for this long (hysteresis)."},
       {"milter.spike_max_keys", ConfigType::kInt, "20000", false,
-       "Keys tracked per kind (about 200 bytes each); beyond it the least active non-spiking "
+       "Keys tracked per kind (about 250 bytes each); beyond it the least active non-spiking "
        "key gives way."},
       {"milter.throttle", ConfigType::kBool, "false", false,
        "Tempfail (451 4.7.1) new outbound messages of a key above throttle_messages_per_minute. "
